@@ -1,0 +1,254 @@
+//! Kubernetes label selectors: `a=b`, `a!=b`, `a in (b,c)`, `a notin (b)`, `a`, `!a`,
+//! joined by commas; every requirement must hold.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Invalid, LabelValue, QualifiedName};
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabelSelector(Vec<Requirement>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Requirement {
+    key: String,
+    op: Operator,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operator {
+    In,
+    NotIn,
+    Exists,
+    NotExists,
+}
+
+impl LabelSelector {
+    pub fn parse(input: &str) -> Result<Self, Invalid> {
+        let mut parser = Parser { input, position: 0 };
+        let mut requirements = Vec::new();
+        if parser.at_end() {
+            return Ok(Self(requirements));
+        }
+        loop {
+            requirements.push(parser.requirement()?);
+            if parser.at_end() {
+                return Ok(Self(requirements));
+            }
+            parser.expect(',', "',' or the end")?;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.0
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|r| {
+            let value = labels.get(&r.key);
+            match r.op {
+                Operator::In => value.is_some_and(|v| r.values.contains(v)),
+                Operator::NotIn => value.is_none_or(|v| !r.values.contains(v)),
+                Operator::Exists => value.is_some(),
+                Operator::NotExists => value.is_none(),
+            }
+        })
+    }
+}
+
+struct Parser<'a> {
+    input: &'a str,
+    position: usize,
+}
+
+impl Parser<'_> {
+    fn rest(&self) -> &str {
+        &self.input[self.position..]
+    }
+
+    fn skip_spaces(&mut self) {
+        let trimmed = self.rest().trim_start();
+        self.position = self.input.len() - trimmed.len();
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.skip_spaces();
+        self.rest().is_empty()
+    }
+
+    fn error(&self, expected: &'static str) -> Invalid {
+        Invalid::Syntax {
+            position: self.position + 1,
+            expected,
+        }
+    }
+
+    fn eat(&mut self, token: &str) -> bool {
+        self.skip_spaces();
+        let found = self.rest().starts_with(token);
+        if found {
+            self.position += token.len();
+        }
+        found
+    }
+
+    fn expect(&mut self, token: char, expected: &'static str) -> Result<(), Invalid> {
+        if self.eat(token.encode_utf8(&mut [0; 4])) {
+            Ok(())
+        } else {
+            Err(self.error(expected))
+        }
+    }
+
+    /// A run of characters that can appear in keys and values.
+    fn word(&mut self) -> &str {
+        self.skip_spaces();
+        let start = self.position;
+        let len = self
+            .rest()
+            .find(|c: char| c.is_whitespace() || "!=,()".contains(c))
+            .unwrap_or(self.rest().len());
+        self.position += len;
+        &self.input[start..start + len]
+    }
+
+    fn key(&mut self) -> Result<String, Invalid> {
+        let start = self.position;
+        let word = self.word().to_owned();
+        if word.is_empty() {
+            self.position = start;
+            return Err(self.error("a label key"));
+        }
+        QualifiedName::parse(&word).map(|_| word)
+    }
+
+    fn value(&mut self) -> Result<String, Invalid> {
+        let word = self.word().to_owned();
+        LabelValue::parse(&word).map(|_| word)
+    }
+
+    fn requirement(&mut self) -> Result<Requirement, Invalid> {
+        if self.eat("!") {
+            let key = self.key()?;
+            return Ok(Requirement {
+                key,
+                op: Operator::NotExists,
+                values: Vec::new(),
+            });
+        }
+        let key = self.key()?;
+        let (op, values) = if self.eat("!=") {
+            (Operator::NotIn, vec![self.value()?])
+        } else if self.eat("==") || self.eat("=") {
+            (Operator::In, vec![self.value()?])
+        } else {
+            let checkpoint = self.position;
+            match self.word() {
+                "in" => (Operator::In, self.value_set()?),
+                "notin" => (Operator::NotIn, self.value_set()?),
+                "" => (Operator::Exists, Vec::new()),
+                _ => {
+                    self.position = checkpoint;
+                    return Err(self.error("an operator (=, ==, !=, in, notin), ',' or the end"));
+                }
+            }
+        };
+        Ok(Requirement { key, op, values })
+    }
+
+    fn value_set(&mut self) -> Result<Vec<String>, Invalid> {
+        self.expect('(', "'('")?;
+        self.skip_spaces();
+        if self.rest().starts_with(')') {
+            return Err(self.error("at least one value"));
+        }
+        let mut values = vec![self.value()?];
+        while self.eat(",") {
+            values.push(self.value()?);
+        }
+        self.expect(')', "',' or ')'")?;
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_operator_parses_and_matches_like_kubernetes() {
+        let prod = labels(&[("env", "prod"), ("tier", "db")]);
+        let dev = labels(&[("env", "dev")]);
+        let none = labels(&[]);
+        let cases: &[(&str, [bool; 3])] = &[
+            ("env=prod", [true, false, false]),
+            ("env==prod", [true, false, false]),
+            ("env!=prod", [false, true, true]),
+            ("env in (prod, staging)", [true, false, false]),
+            ("env notin (prod)", [false, true, true]),
+            ("tier", [true, false, false]),
+            ("!tier", [false, true, true]),
+            ("env=prod,tier=db", [true, false, false]),
+            (" env = dev , !tier ", [false, true, false]),
+            ("", [true, true, true]),
+            ("env=", [false, false, false]),
+            ("app.kubernetes.io/part-of in (a,b)", [false, false, false]),
+        ];
+        for (input, expected) in cases {
+            let selector = LabelSelector::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            let got = [
+                selector.matches(&prod),
+                selector.matches(&dev),
+                selector.matches(&none),
+            ];
+            assert_eq!(&got, expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_selectors_are_refused() {
+        let cases = [
+            "=prod",
+            "env in ()",
+            "env in (a",
+            "env in a",
+            "env notin",
+            "env prod",
+            "env=prod,",
+            ",env",
+            "!",
+            "!env=prod",
+            "bad key=1",
+            "env=bad value",
+            "env=(a)",
+        ];
+        for input in cases {
+            assert!(LabelSelector::parse(input).is_err(), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        assert_eq!(
+            LabelSelector::parse("env in (a"),
+            Err(Invalid::Syntax {
+                position: 10,
+                expected: "',' or ')'"
+            })
+        );
+    }
+}

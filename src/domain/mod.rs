@@ -1,0 +1,24 @@
+//! Validated values. Wire documents (`crate::resource`) are parsed into these types;
+//! a value of one of them is known to be valid, so nothing downstream re-checks it.
+
+mod address;
+mod health_check;
+mod ingress;
+mod invalid;
+mod label_selector;
+mod metadata;
+mod name;
+mod port;
+mod registration;
+mod spec;
+
+pub use address::{Address, Endpoint};
+pub use health_check::{HealthCheck, HttpProbe, Probe, StatusRanges, Timing, TlsOptions};
+pub use ingress::{Ingress, IngressPath, IngressRule, IngressTls};
+pub use invalid::{Errors, FieldError, FirstSeen, Invalid, Pointer, ValidationErrors};
+pub use label_selector::{LabelSelector, Operator, Requirement};
+pub use metadata::ServiceKey;
+pub use name::{DnsLabel, DnsSubdomain, LabelValue, PortName, QualifiedName, ServiceName};
+pub use port::{CheckPort, PortNumber, ServicePort};
+pub use registration::Registration;
+pub use spec::ServiceSpec;

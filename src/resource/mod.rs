@@ -1,0 +1,27 @@
+//! The `ExternalService` document: one schema for the REST API, the CLI and the
+//! Kubernetes custom resource. These are wire types (what users write); `crate::domain`
+//! parses them into validated values.
+
+mod document;
+mod legacy;
+mod spec;
+
+pub use document::{
+    DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceList, ListMetadata,
+    Origin,
+};
+pub use legacy::{LegacyDocument, is_legacy};
+pub use spec::{
+    Endpoint, ExternalService, ExternalServiceSpec, GrpcCheck, HealthCheck, HttpCheck, HttpHeader,
+    HttpScheme, Ingress, IngressPath, IngressRule, IngressTls, PathType, PortRef, Protocol,
+    ServicePort, TcpCheck,
+};
+
+/// API group of the custom resource.
+pub const GROUP: &str = "extsvc.dev";
+/// `apiVersion` of documents and custom resources.
+pub const API_VERSION: &str = "extsvc.dev/v1alpha1";
+/// `kind` of a single document.
+pub const KIND: &str = "ExternalService";
+/// `kind` of a list of documents.
+pub const LIST_KIND: &str = "ExternalServiceList";
