@@ -1,2 +1,9 @@
+//! extsvc: register backends that live outside Kubernetes and use them from inside it.
+
+pub mod api;
+pub mod config;
 pub mod domain;
 pub mod resource;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

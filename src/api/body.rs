@@ -1,0 +1,194 @@
+//! Reading a document from a request body: media type, size limit, JSON or YAML, the
+//! original operator's shape, and errors that point at the offending field.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use actix_web::web;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::domain::{FieldError, ValidationErrors};
+use crate::resource::{ExternalServiceDocument, LegacyDocument, is_legacy};
+
+use super::ApiError;
+
+/// Bodies above this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    fn of(request: &HttpRequest) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::UnsupportedMediaType)?;
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Ok(Self::Json),
+            "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(Self::Yaml),
+            _ => Err(ApiError::UnsupportedMediaType),
+        }
+    }
+}
+
+/// A document read from a body, and whether it arrived in the original operator's shape
+/// (whose field errors are then reported at the fields the user wrote).
+#[derive(Debug)]
+pub struct ReceivedDocument {
+    pub document: ExternalServiceDocument,
+    pub legacy: bool,
+}
+
+impl ReceivedDocument {
+    /// Rewrites the pointers of validation errors found after conversion.
+    pub fn locate(&self, errors: ValidationErrors) -> ValidationErrors {
+        if !self.legacy {
+            return errors;
+        }
+        ValidationErrors(
+            errors
+                .0
+                .into_iter()
+                .map(|e| FieldError {
+                    pointer: LegacyDocument::original_pointer(&e.pointer),
+                    detail: e.detail,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Reads and decodes the body. Nothing is parsed before the media type and size pass.
+pub async fn read_document(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<ReceivedDocument, ApiError> {
+    let format = Format::of(request)?;
+    let too_large = ApiError::BodyTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(too_large);
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::ReadBody)?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let value: serde_json::Value = match format {
+        Format::Json => serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody {
+            format: "JSON",
+            detail: e.to_string(),
+        })?,
+        Format::Yaml => {
+            let text = std::str::from_utf8(&body).map_err(|e| ApiError::MalformedBody {
+                format: "YAML",
+                detail: e.to_string(),
+            })?;
+            serde_saphyr::from_str(text).map_err(|e| ApiError::MalformedBody {
+                format: "YAML",
+                detail: e.to_string(),
+            })?
+        }
+    };
+    if !value.is_object() {
+        return Err(ValidationErrors(vec![FieldError {
+            pointer: String::new(),
+            detail: "must be an object".to_owned(),
+        }])
+        .into());
+    }
+    if let Some(pointer) = find_nul(&value, String::new()) {
+        return Err(ValidationErrors(vec![FieldError {
+            pointer,
+            detail: "must not contain the NUL character".to_owned(),
+        }])
+        .into());
+    }
+    if is_legacy(&value) {
+        let legacy: LegacyDocument = decode(value)?;
+        Ok(ReceivedDocument {
+            document: legacy.convert(),
+            legacy: true,
+        })
+    } else {
+        Ok(ReceivedDocument {
+            document: decode(value)?,
+            legacy: false,
+        })
+    }
+}
+
+/// The first string (or key) holding U+0000, which PostgreSQL cannot store in `jsonb`.
+fn find_nul(value: &serde_json::Value, at: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| find_nul(v, format!("{at}/{i}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let at = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+            if k.contains('\0') {
+                Some(at)
+            } else {
+                find_nul(v, at)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Decodes a well-formed value into `T`, naming the field that does not fit.
+fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let mut pointer = String::new();
+        for segment in error.path().iter() {
+            use serde_path_to_error::Segment;
+            match segment {
+                Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+                Segment::Map { key } => {
+                    pointer.push('/');
+                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                }
+                Segment::Enum { .. } | Segment::Unknown => {}
+            }
+        }
+        let message = error.inner().to_string();
+        // serde names a missing field in its message; point at the field itself.
+        let detail = match missing_field(&message) {
+            Some(field) => {
+                pointer.push('/');
+                pointer.push_str(field);
+                "is required".to_owned()
+            }
+            None => message,
+        };
+        ApiError::Invalid(ValidationErrors(vec![FieldError { pointer, detail }]))
+    })
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.strip_suffix('`')
+}

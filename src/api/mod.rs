@@ -1,0 +1,38 @@
+//! The REST API: handlers, the OpenAPI document, problem+json errors.
+
+mod body;
+mod openapi;
+mod problem;
+mod services;
+mod system;
+
+pub use body::MAX_BODY_BYTES;
+pub use openapi::ApiDoc;
+pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};
+
+use actix_web::{HttpResponse, web};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Mounts every route, the OpenAPI document and Swagger UI.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
+        ApiError::BadParameter {
+            parameter: "query",
+            detail: error.to_string(),
+        }
+        .into()
+    }))
+    .configure(services::configure)
+    .configure(system::configure)
+    .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
+}
+
+/// Answers requests that match no route.
+pub async fn no_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NoRoute)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

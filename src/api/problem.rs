@@ -1,0 +1,183 @@
+//! Errors as RFC 9457 problem details (`application/problem+json`).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::ValidationErrors;
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(example = "https://extsvc.dev/problems/invalid-document")]
+    pub problem_type: String,
+    #[schema(example = "The document is not valid")]
+    pub title: String,
+    #[schema(example = 422)]
+    pub status: u16,
+    #[schema(example = "1 field is invalid")]
+    pub detail: String,
+    /// Every refused field or parameter.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+}
+
+/// One refused field (`pointer`, into the body) or query parameter (`parameter`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// JSON pointer (RFC 6901) to the field in the request body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/spec/ports/0/port")]
+    pub pointer: Option<String>,
+    /// Name of the query parameter or header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    #[schema(example = "must be between 1 and 65535")]
+    pub detail: String,
+}
+
+/// Everything that can go wrong in a request, each mapped to one status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the body is not well-formed {format}: {detail}")]
+    MalformedBody {
+        format: &'static str,
+        detail: String,
+    },
+    #[error("the body must be at most {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the body could not be read")]
+    ReadBody,
+    #[error("the content type must be application/json or application/yaml")]
+    UnsupportedMediaType,
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("{detail}")]
+    BadParameter {
+        parameter: &'static str,
+        detail: String,
+    },
+    #[error("no external service {namespace}/{name}")]
+    NotFound { namespace: String, name: String },
+    #[error("external service {namespace}/{name} already exists")]
+    AlreadyExists { namespace: String, name: String },
+    #[error("the external service changed since the ETag in If-Match")]
+    PreconditionFailed,
+    #[error("no such route")]
+    NoRoute,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl ApiError {
+    /// Maps a store error for the registration `namespace/name`.
+    pub fn from_store(error: StoreError, namespace: &str, name: &str) -> Self {
+        match error {
+            StoreError::NotFound => Self::NotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
+            StoreError::AlreadyExists => Self::AlreadyExists {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
+            StoreError::PreconditionFailed => Self::PreconditionFailed,
+            other => Self::Store(other),
+        }
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::MalformedBody { .. } => ("malformed-body", "The body is not well-formed"),
+            Self::BodyTooLarge { .. } => ("body-too-large", "The body is too large"),
+            Self::ReadBody => ("unreadable-body", "The body could not be read"),
+            Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
+            Self::Invalid(_) => ("invalid-document", "The document is not valid"),
+            Self::BadParameter { .. } => ("invalid-parameter", "A parameter is not valid"),
+            Self::NotFound { .. } => ("not-found", "Not found"),
+            Self::AlreadyExists { .. } => ("already-exists", "Already exists"),
+            Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
+            Self::NoRoute => ("not-found", "Not found"),
+            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::Store(StoreError::Contended) => ("conflict", "Conflicting concurrent change"),
+            Self::Store(_) => ("unavailable", "The service is unavailable"),
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let (slug, title) = self.kind();
+        let errors = match self {
+            Self::Invalid(ValidationErrors(fields)) => fields
+                .iter()
+                .map(|field| ProblemField {
+                    pointer: Some(field.pointer.clone()),
+                    parameter: None,
+                    detail: field.detail.clone(),
+                })
+                .collect(),
+            Self::BadParameter { parameter, detail } => vec![ProblemField {
+                pointer: None,
+                parameter: Some((*parameter).to_owned()),
+                detail: detail.clone(),
+            }],
+            _ => Vec::new(),
+        };
+        let detail = match self {
+            Self::Invalid(ValidationErrors(fields)) if fields.len() == 1 => {
+                "1 field is invalid".to_owned()
+            }
+            Self::Invalid(ValidationErrors(fields)) => {
+                format!("{} fields are invalid", fields.len())
+            }
+            // Internal causes stay in the log, not in the answer.
+            Self::Store(_) => "the database is unavailable; try again later".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            problem_type: format!("https://extsvc.dev/problems/{slug}"),
+            title: title.to_owned(),
+            status: self.status_code().as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedBody { .. } | Self::BadParameter { .. } | Self::ReadBody => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::AlreadyExists { .. } | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Store(error) = self {
+            tracing::error!(error = %crate::telemetry::chain(error), "request failed in the store");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
+        if matches!(self, Self::Store(_)) {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        response.json(self.problem())
+    }
+}

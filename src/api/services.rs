@@ -1,0 +1,389 @@
+//! `/api/v1/.../external-services`: register, read, replace, delete and list.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::domain::{DnsLabel, LabelSelector, Registration, ServiceName};
+use crate::resource::{ExternalServiceDocument, ExternalServiceList};
+use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
+
+use super::body::read_document;
+use super::{ApiError, Problem};
+
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/namespaces/{namespace}/external-services")
+            .route(web::get().to(list_namespaced_services))
+            .route(web::post().to(register_service))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/namespaces/{namespace}/external-services/{name}")
+            .route(web::get().to(get_service))
+            .route(web::put().to(replace_service))
+            .route(web::delete().to(delete_service))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/external-services")
+            .route(web::get().to(list_all_services))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// Names in a path that no registration can have are simply not found; checking them
+/// first also keeps bytes PostgreSQL refuses (NUL) away from it.
+fn existing_key(namespace: &str, name: &str) -> Result<(), ApiError> {
+    if DnsLabel::parse(namespace).is_ok() && ServiceName::parse(name).is_ok() {
+        return Ok(());
+    }
+    Err(ApiError::NotFound {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+fn path_of(namespace: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/external-services/{name}")
+}
+
+fn etag(service: &StoredService) -> String {
+    format!("\"{}\"", service.resource_version)
+}
+
+fn respond(mut response: actix_web::HttpResponseBuilder, service: StoredService) -> HttpResponse {
+    response.insert_header((header::ETAG, etag(&service)));
+    response.json(service.into_document())
+}
+
+/// Reads `If-Match`: `*`, or a list of strong entity tags holding resource versions.
+/// A tag that is not one of ours simply never matches.
+fn precondition(request: &HttpRequest) -> Result<Option<Precondition>, ApiError> {
+    let Some(value) = request.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::BadParameter {
+        parameter: "If-Match",
+        detail: "must be * or a list of quoted entity tags, like \"42\"".to_owned(),
+    };
+    let value = value.to_str().map_err(|_| bad())?.trim();
+    if value == "*" {
+        return Ok(Some(Precondition::Exists));
+    }
+    let mut versions = Vec::new();
+    for tag in value.split(',').map(str::trim) {
+        let strong = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+        let weak = tag.strip_prefix("W/\"").and_then(|t| t.strip_suffix('"'));
+        match (strong, weak) {
+            (Some(opaque), _) => versions.extend(opaque.parse::<i64>().ok()),
+            // Weak tags never match under If-Match's strong comparison.
+            (None, Some(_)) => {}
+            (None, None) => return Err(bad()),
+        }
+    }
+    Ok(Some(Precondition::VersionIn(versions)))
+}
+
+/// Register a new external service
+///
+/// The body is an `ExternalService` document (JSON or YAML). Documents in the original
+/// operator's shape (`spec.port`, `spec.ips`, `spec.hosts`, `spec.readinessProbe`) are
+/// converted; the response shows the converted document.
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces/{namespace}/external-services",
+    tag = "external-services",
+    params(("namespace" = String, Path, description = "Namespace of the service")),
+    request_body(content(
+        (ExternalServiceDocument = "application/json"),
+        (ExternalServiceDocument = "application/yaml"),
+    )),
+    responses(
+        (status = 201, description = "Registered", body = ExternalServiceDocument,
+            headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON or YAML", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid document", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn register_service(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let namespace = path.into_inner();
+    let received = read_document(&request, payload).await?;
+    let registration = Registration::parse(received.document.clone(), &namespace, None)
+        .map_err(|errors| received.locate(errors))?;
+    let key = registration.key();
+    let created = store
+        .create_service(&registration)
+        .await
+        .map_err(|e| ApiError::from_store(e, key.namespace.as_ref(), key.name.as_ref()))?;
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, path_of(&created.namespace, &created.name)));
+    Ok(respond(response, created))
+}
+
+/// Read an external service
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/external-services/{name}",
+    tag = "external-services",
+    params(
+        ("namespace" = String, Path, description = "Namespace of the service"),
+        ("name" = String, Path, description = "Name of the service"),
+        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client holds"),
+    ),
+    responses(
+        (status = 200, description = "The service", body = ExternalServiceDocument, headers(("ETag" = String))),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match"),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_service(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let (namespace, name) = path.into_inner();
+    existing_key(&namespace, &name)?;
+    let service = store
+        .get_service(&namespace, &name)
+        .await
+        .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
+    let tag = etag(&service);
+    let cached = request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    if cached {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    Ok(respond(HttpResponse::Ok(), service))
+}
+
+/// Create or replace an external service
+///
+/// Idempotent: sending the same document again changes nothing, not even the
+/// `resourceVersion`. `generation` is bumped only when `spec` changes.
+#[utoipa::path(
+    put,
+    path = "/api/v1/namespaces/{namespace}/external-services/{name}",
+    tag = "external-services",
+    params(
+        ("namespace" = String, Path, description = "Namespace of the service"),
+        ("name" = String, Path, description = "Name of the service"),
+        ("If-Match" = Option<String>, Header, description = "Replace only if the current ETag is one of these"),
+    ),
+    request_body(content(
+        (ExternalServiceDocument = "application/json"),
+        (ExternalServiceDocument = "application/yaml"),
+    )),
+    responses(
+        (status = 200, description = "Replaced, or already so", body = ExternalServiceDocument, headers(("ETag" = String))),
+        (status = 201, description = "Created", body = ExternalServiceDocument,
+            headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The ETag in If-Match is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON or YAML", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid document", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replace_service(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let (namespace, name) = path.into_inner();
+    let precondition = precondition(&request)?;
+    let received = read_document(&request, payload).await?;
+    let registration = Registration::parse(received.document.clone(), &namespace, Some(&name))
+        .map_err(|errors| received.locate(errors))?;
+    let stored = store
+        .put_service(&registration, precondition.as_ref())
+        .await
+        .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
+    let response = match stored.outcome {
+        WriteOutcome::Created => {
+            let mut response = HttpResponse::Created();
+            response.insert_header((header::LOCATION, path_of(&namespace, &name)));
+            response
+        }
+        WriteOutcome::Replaced | WriteOutcome::Unchanged => HttpResponse::Ok(),
+    };
+    Ok(respond(response, stored.service))
+}
+
+/// Delete an external service
+#[utoipa::path(
+    delete,
+    path = "/api/v1/namespaces/{namespace}/external-services/{name}",
+    tag = "external-services",
+    params(
+        ("namespace" = String, Path, description = "Namespace of the service"),
+        ("name" = String, Path, description = "Name of the service"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the current ETag is one of these"),
+    ),
+    responses(
+        (status = 200, description = "Deleted; the service as it was", body = ExternalServiceDocument),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The ETag in If-Match is stale", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_service(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let (namespace, name) = path.into_inner();
+    existing_key(&namespace, &name)?;
+    let precondition = precondition(&request)?;
+    let deleted = store
+        .delete_service(&namespace, &name, precondition.as_ref())
+        .await
+        .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
+    Ok(HttpResponse::Ok().json(deleted.into_document()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page, 1-500 (default 50).
+    limit: Option<String>,
+    /// The `metadata.continue` of the previous page.
+    #[serde(rename = "continue")]
+    #[param(rename = "continue")]
+    continue_token: Option<String>,
+    /// Kubernetes label selector: `a=b`, `a!=b`, `a in (b,c)`, `a notin (b)`, `a`, `!a`.
+    #[serde(rename = "labelSelector")]
+    #[param(rename = "labelSelector")]
+    label_selector: Option<String>,
+}
+
+/// List the external services of a namespace
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/external-services",
+    tag = "external-services",
+    params(("namespace" = String, Path, description = "Namespace of the services"), ListParams),
+    responses(
+        (status = 200, description = "One page, in name order", body = ExternalServiceList),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_namespaced_services(
+    path: web::Path<String>,
+    params: web::Query<ListParams>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let namespace = path.into_inner();
+    DnsLabel::parse(&namespace).map_err(|e| ApiError::BadParameter {
+        parameter: "namespace",
+        detail: e.to_string(),
+    })?;
+    list(Some(&namespace), params.into_inner(), &store).await
+}
+
+/// List the external services of every namespace
+#[utoipa::path(
+    get,
+    path = "/api/v1/external-services",
+    tag = "external-services",
+    params(ListParams),
+    responses(
+        (status = 200, description = "One page, in namespace and name order", body = ExternalServiceList),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_all_services(
+    params: web::Query<ListParams>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    list(None, params.into_inner(), &store).await
+}
+
+async fn list(
+    namespace: Option<&str>,
+    params: ListParams,
+    store: &Store,
+) -> Result<HttpResponse, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(limit) => limit
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::BadParameter {
+                parameter: "limit",
+                detail: format!("must be a whole number between 1 and {MAX_LIMIT}"),
+            })?,
+    };
+    let after = params
+        .continue_token
+        .as_deref()
+        .map(decode_continue)
+        .transpose()?;
+    let selector = LabelSelector::parse(params.label_selector.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::BadParameter {
+            parameter: "labelSelector",
+            detail: e.to_string(),
+        })?;
+    // One extra row tells whether another page follows.
+    let mut page = store
+        .list_services(&ListQuery {
+            namespace,
+            after,
+            selector: &selector,
+            limit: limit + 1,
+        })
+        .await
+        .map_err(ApiError::Store)?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let continue_token = more
+        .then(|| {
+            page.last()
+                .map(|last| encode_continue(&last.namespace, &last.name))
+        })
+        .flatten();
+    let items = page.into_iter().map(StoredService::into_document).collect();
+    Ok(HttpResponse::Ok().json(ExternalServiceList::new(items, continue_token)))
+}
+
+/// The token is the last (namespace, name) seen; opaque to clients.
+fn encode_continue(namespace: &str, name: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{namespace}/{name}"))
+}
+
+fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (namespace, name) = text.split_once('/')?;
+            DnsLabel::parse(namespace).ok()?;
+            ServiceName::parse(name).ok()?;
+            Some((namespace.to_owned(), name.to_owned()))
+        })
+        .ok_or_else(|| ApiError::BadParameter {
+            parameter: "continue",
+            detail: "is not a token from a previous page".to_owned(),
+        })
+}

@@ -1,0 +1,49 @@
+//! Settings from flags and environment variables; secrets never reach the logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// A value that must not be printed, such as a database URL with a password.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+/// What `extsvc serve` needs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address of the HTTP server; port 0 picks a free port.
+    #[arg(long, env = "EXTSVC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// PostgreSQL URL; migrations are applied at start.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Secret,
+    /// Size of the database connection pool.
+    #[arg(long, env = "EXTSVC_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "EXTSVC_WORKERS")]
+    pub workers: Option<usize>,
+}

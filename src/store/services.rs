@@ -1,0 +1,364 @@
+//! Registrations and the outbox rows written with every change to them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::types::Json;
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::domain::{LabelSelector, Registration};
+use crate::resource::{
+    DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceSpec, Origin,
+};
+
+use super::{Store, StoreError};
+
+/// A registration as stored.
+#[derive(Debug, Clone)]
+pub struct StoredService {
+    pub uid: Uuid,
+    pub namespace: String,
+    pub name: String,
+    pub labels: Json<BTreeMap<String, String>>,
+    pub annotations: Json<BTreeMap<String, String>>,
+    pub spec: Json<ExternalServiceSpec>,
+    pub generation: i64,
+    pub resource_version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl StoredService {
+    /// The document as the API shows it.
+    pub fn into_document(self) -> ExternalServiceDocument {
+        ExternalServiceDocument {
+            api_version: crate::resource::API_VERSION.to_owned(),
+            kind: crate::resource::KIND.to_owned(),
+            metadata: DocumentMetadata {
+                name: Some(self.name),
+                namespace: Some(self.namespace),
+                labels: self.labels.0,
+                annotations: self.annotations.0,
+                uid: Some(self.uid.to_string()),
+                generation: Some(self.generation),
+                resource_version: Some(self.resource_version.to_string()),
+                creation_timestamp: Some(
+                    self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                ),
+            },
+            spec: self.spec.0,
+            status: Some(DocumentStatus {
+                origin: Origin::Api,
+            }),
+        }
+    }
+
+    fn same_content(&self, registration: &Registration) -> bool {
+        self.spec.0 == *registration.spec()
+            && self.labels.0 == *registration.labels()
+            && self.annotations.0 == *registration.annotations()
+    }
+}
+
+/// A write's condition on the current version (from `If-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// `*`: the registration must exist.
+    Exists,
+    /// The current resource version must be one of these.
+    VersionIn(Vec<i64>),
+}
+
+impl Precondition {
+    fn allows(&self, current: Option<&StoredService>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (Self::Exists, Some(_)) => true,
+            (Self::VersionIn(versions), Some(current)) => {
+                versions.contains(&current.resource_version)
+            }
+        }
+    }
+}
+
+/// What a create-or-replace did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Created,
+    Replaced,
+    /// The stored registration already said exactly this; nothing was written.
+    Unchanged,
+}
+
+/// The result of a write, with the registration as it now stands.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub service: StoredService,
+    pub outcome: WriteOutcome,
+}
+
+/// One page of a listing, in (namespace, name) order.
+#[derive(Debug, Clone)]
+pub struct ListQuery<'a> {
+    /// Every namespace when absent.
+    pub namespace: Option<&'a str>,
+    /// The last (namespace, name) of the previous page.
+    pub after: Option<(String, String)>,
+    pub selector: &'a LabelSelector,
+    pub limit: u32,
+}
+
+impl Store {
+    pub async fn get_service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<StoredService, StoreError> {
+        sqlx::query_as!(
+            StoredService,
+            r#"SELECT uid, namespace, name,
+                      labels AS "labels: Json<BTreeMap<String, String>>",
+                      annotations AS "annotations: Json<BTreeMap<String, String>>",
+                      spec AS "spec: Json<ExternalServiceSpec>",
+                      generation, resource_version, created_at
+               FROM external_services WHERE namespace = $1 AND name = $2"#,
+            namespace,
+            name
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::ReadService)?
+        .ok_or(StoreError::NotFound)
+    }
+
+    /// A page of registrations. Keyset pagination: a page starts strictly after the last
+    /// item of the previous one, so a walk sees every item that existed throughout it
+    /// exactly once, whatever is added or removed meanwhile.
+    pub async fn list_services(
+        &self,
+        query: &ListQuery<'_>,
+    ) -> Result<Vec<StoredService>, StoreError> {
+        let (after_namespace, after_name) = query.after.clone().unwrap_or_default();
+        let selector = serde_json::to_value(query.selector.requirements())
+            .map_err(StoreError::DecodeDocument)?;
+        sqlx::query_as!(
+            StoredService,
+            r#"SELECT uid, namespace, name,
+                      labels AS "labels: Json<BTreeMap<String, String>>",
+                      annotations AS "annotations: Json<BTreeMap<String, String>>",
+                      spec AS "spec: Json<ExternalServiceSpec>",
+                      generation, resource_version, created_at
+               FROM external_services
+               WHERE ($1::text IS NULL OR namespace = $1)
+                 AND (namespace, name) > ($2, $3)
+                 AND labels_match(labels, $4)
+               ORDER BY namespace, name
+               LIMIT $5"#,
+            query.namespace,
+            after_namespace,
+            after_name,
+            selector,
+            i64::from(query.limit)
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::ListServices)
+    }
+
+    /// Creates a registration; fails if the name is taken.
+    pub async fn create_service(
+        &self,
+        registration: &Registration,
+    ) -> Result<StoredService, StoreError> {
+        let mut tx = self.begin().await?;
+        let created = insert(&mut tx, registration)
+            .await?
+            .ok_or(StoreError::AlreadyExists)?;
+        record_change(&mut tx, &created, Operation::Apply).await?;
+        commit(tx).await?;
+        Ok(created)
+    }
+
+    /// Creates or replaces a registration. The same content twice writes nothing; a
+    /// change bumps the resource version, and the generation only when `spec` changed.
+    pub async fn put_service(
+        &self,
+        registration: &Registration,
+        precondition: Option<&Precondition>,
+    ) -> Result<Stored, StoreError> {
+        let key = registration.key();
+        // Two passes at most: when a concurrent create wins the race for the name after
+        // our lock found nothing, the second pass replaces what it created.
+        for _ in 0..2 {
+            let mut tx = self.begin().await?;
+            let current = lock(&mut tx, key.namespace.as_ref(), key.name.as_ref()).await?;
+            if let Some(precondition) = precondition
+                && !precondition.allows(current.as_ref())
+            {
+                return Err(StoreError::PreconditionFailed);
+            }
+            let (service, outcome) = match current {
+                Some(current) if current.same_content(registration) => {
+                    (current, WriteOutcome::Unchanged)
+                }
+                Some(current) => (
+                    replace(&mut tx, &current, registration).await?,
+                    WriteOutcome::Replaced,
+                ),
+                None => match insert(&mut tx, registration).await? {
+                    Some(created) => (created, WriteOutcome::Created),
+                    None => continue,
+                },
+            };
+            if outcome != WriteOutcome::Unchanged {
+                record_change(&mut tx, &service, Operation::Apply).await?;
+            }
+            commit(tx).await?;
+            return Ok(Stored { service, outcome });
+        }
+        Err(StoreError::Contended)
+    }
+
+    /// Deletes a registration, returning it as it was.
+    pub async fn delete_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        precondition: Option<&Precondition>,
+    ) -> Result<StoredService, StoreError> {
+        let mut tx = self.begin().await?;
+        let current = lock(&mut tx, namespace, name)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if let Some(precondition) = precondition
+            && !precondition.allows(Some(&current))
+        {
+            return Err(StoreError::PreconditionFailed);
+        }
+        sqlx::query!("DELETE FROM external_services WHERE uid = $1", current.uid)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::WriteService)?;
+        record_change(&mut tx, &current, Operation::Delete).await?;
+        commit(tx).await?;
+        Ok(current)
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(StoreError::WriteService)
+    }
+}
+
+async fn commit(tx: Transaction<'static, Postgres>) -> Result<(), StoreError> {
+    tx.commit().await.map_err(StoreError::WriteService)
+}
+
+async fn lock(
+    conn: &mut PgConnection,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<StoredService>, StoreError> {
+    sqlx::query_as!(
+        StoredService,
+        r#"SELECT uid, namespace, name,
+                  labels AS "labels: Json<BTreeMap<String, String>>",
+                  annotations AS "annotations: Json<BTreeMap<String, String>>",
+                  spec AS "spec: Json<ExternalServiceSpec>",
+                  generation, resource_version, created_at
+           FROM external_services WHERE namespace = $1 AND name = $2
+           FOR UPDATE"#,
+        namespace,
+        name
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(StoreError::ReadService)
+}
+
+/// Inserts a new registration; `None` when the name is taken.
+async fn insert(
+    conn: &mut PgConnection,
+    registration: &Registration,
+) -> Result<Option<StoredService>, StoreError> {
+    let key = registration.key();
+    sqlx::query_as!(
+        StoredService,
+        r#"INSERT INTO external_services (namespace, name, labels, annotations, spec)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (namespace, name) DO NOTHING
+           RETURNING uid, namespace, name,
+                  labels AS "labels: Json<BTreeMap<String, String>>",
+                  annotations AS "annotations: Json<BTreeMap<String, String>>",
+                  spec AS "spec: Json<ExternalServiceSpec>",
+                  generation, resource_version, created_at"#,
+        key.namespace.as_ref(),
+        key.name.as_ref(),
+        Json(registration.labels()) as _,
+        Json(registration.annotations()) as _,
+        Json(registration.spec()) as _,
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(StoreError::WriteService)
+}
+
+async fn replace(
+    conn: &mut PgConnection,
+    current: &StoredService,
+    registration: &Registration,
+) -> Result<StoredService, StoreError> {
+    let spec_changed = current.spec.0 != *registration.spec();
+    sqlx::query_as!(
+        StoredService,
+        r#"UPDATE external_services
+           SET labels = $2, annotations = $3, spec = $4,
+               generation = generation + $5,
+               resource_version = nextval('resource_version_seq'),
+               updated_at = now()
+           WHERE uid = $1
+           RETURNING uid, namespace, name,
+                  labels AS "labels: Json<BTreeMap<String, String>>",
+                  annotations AS "annotations: Json<BTreeMap<String, String>>",
+                  spec AS "spec: Json<ExternalServiceSpec>",
+                  generation, resource_version, created_at"#,
+        current.uid,
+        Json(registration.labels()) as _,
+        Json(registration.annotations()) as _,
+        Json(registration.spec()) as _,
+        i64::from(spec_changed),
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(StoreError::WriteService)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Apply,
+    Delete,
+}
+
+async fn record_change(
+    conn: &mut PgConnection,
+    service: &StoredService,
+    operation: Operation,
+) -> Result<(), StoreError> {
+    let operation = match operation {
+        Operation::Apply => "apply",
+        Operation::Delete => "delete",
+    };
+    sqlx::query!(
+        "INSERT INTO outbox (service_uid, namespace, name, operation, generation, resource_version)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        service.uid,
+        service.namespace,
+        service.name,
+        operation,
+        service.generation,
+        service.resource_version,
+    )
+    .execute(conn)
+    .await
+    .map(drop)
+    .map_err(StoreError::RecordChange)
+}

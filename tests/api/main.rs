@@ -1,0 +1,13 @@
+//! Black-box tests of the REST API: the real server on port 0, a real PostgreSQL with a
+//! fresh database per test, spoken to over HTTP.
+
+#[path = "../support/postgres.rs"]
+mod postgres;
+
+mod helpers;
+
+mod documents;
+mod legacy;
+mod listing;
+mod openapi;
+mod validation;
