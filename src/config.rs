@@ -40,9 +40,10 @@ pub struct Settings {
     /// PostgreSQL URL; migrations are applied at start.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Secret,
-    /// Size of the database connection pool.
-    #[arg(long, env = "EXTSVC_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
-    pub database_max_connections: u32,
+    /// Database connections for the API, shared among its workers (default: two per
+    /// worker; more only adds queueing inside PostgreSQL on a small machine).
+    #[arg(long, env = "EXTSVC_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "EXTSVC_WORKERS")]
     pub workers: Option<usize>,

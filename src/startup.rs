@@ -7,7 +7,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api;
 use crate::config::Settings;
-use crate::store::{Store, StoreError};
+use crate::store::{Database, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -33,30 +33,31 @@ impl Application {
     /// Connects to the database (applying migrations) and binds the listener, so that
     /// `port()` is known before the server runs (tests bind port 0).
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
-        let store = Store::connect(
-            settings.database_url.expose(),
-            settings.database_max_connections,
-        )
-        .await
-        .map_err(StartupError::OpenStore)?;
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let connections = settings
+            .database_max_connections
+            .unwrap_or(2 * workers as u32);
+        let database = Database::new(settings.database_url.expose(), connections)
+            .map_err(StartupError::OpenStore)?;
+        database.migrate().await.map_err(StartupError::OpenStore)?;
         let listener =
             TcpListener::bind(settings.listen).map_err(|source| StartupError::Listen {
                 address: settings.listen,
                 source,
             })?;
         let port = listener.local_addr().map_err(StartupError::Serve)?.port();
-        let store = web::Data::new(store);
-        let mut server = HttpServer::new(move || {
+        let share = database.max_connections().div_ceil(workers as u32);
+        let server = HttpServer::new(move || {
             App::new()
-                .app_data(store.clone())
+                .app_data(web::Data::new(database.store(share)))
                 .configure(api::configure)
                 .default_service(web::to(api::no_route))
         })
         // Stop accepting on SIGTERM/SIGINT and let requests in flight finish.
-        .shutdown_timeout(10);
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
+        .shutdown_timeout(10)
+        .workers(workers);
         let server = server.listen(listener).map_err(StartupError::Serve)?.run();
         Ok(Self { port, server })
     }

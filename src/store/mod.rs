@@ -4,8 +4,10 @@ mod services;
 
 pub use services::{ListQuery, Precondition, Stored, StoredService, WriteOutcome};
 
+use std::str::FromStr;
+
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -36,28 +38,71 @@ pub enum StoreError {
     DecodeDocument(#[source] serde_json::Error),
 }
 
-/// The database, with its schema up to date.
+/// Where the database is and how many connections a pool may open.
+#[derive(Clone, Debug)]
+pub struct Database {
+    options: PgConnectOptions,
+    max_connections: u32,
+}
+
+impl Database {
+    pub fn new(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        Ok(Self {
+            options,
+            max_connections,
+        })
+    }
+
+    /// Applies pending migrations, on a connection of its own.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let pool = self
+            .pool(1)
+            .connect_with(self.options.clone())
+            .await
+            .map_err(StoreError::Connect)?;
+        let result = sqlx::migrate!()
+            .run(&pool)
+            .await
+            .map_err(StoreError::Migrate);
+        pool.close().await;
+        result
+    }
+
+    /// A store whose connections open on first use, on the async runtime of the caller.
+    /// Each HTTP worker thread makes its own, so that a query's I/O is driven by the
+    /// thread that waits for it rather than bounced through another runtime.
+    pub fn store(&self, share: u32) -> Store {
+        Store {
+            pool: self
+                .pool(share)
+                // Opened in the background now rather than during the first burst.
+                .min_connections(share)
+                .connect_lazy_with(self.options.clone()),
+        }
+    }
+
+    fn pool(&self, max_connections: u32) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            // A ping before every query would double the round trips; a broken
+            // connection fails its query and is replaced instead.
+            .test_before_acquire(false)
+    }
+
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+}
+
+/// The database, seen through one connection pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
 }
 
 impl Store {
-    /// Connects and applies pending migrations.
-    pub async fn connect(database_url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
-            .connect(database_url)
-            .await
-            .map_err(StoreError::Connect)?;
-        sqlx::migrate!()
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migrate)?;
-        Ok(Self { pool })
-    }
-
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
