@@ -1,6 +1,8 @@
 //! extsvc: register backends that live outside Kubernetes and use them from inside it.
 
 pub mod api;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod resource;

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use extsvc::api::ApiDoc;
+use extsvc::cli::{self, ClientCommand};
 use extsvc::config::Settings;
 use extsvc::startup::Application;
 use extsvc::telemetry;
@@ -24,6 +25,8 @@ enum Command {
     Serve(Settings),
     /// Print the OpenAPI document.
     Openapi,
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 #[tokio::main]
@@ -35,11 +38,12 @@ async fn main() -> ExitCode {
         Command::Openapi => ApiDoc::to_pretty_json()
             .map(|json| print!("{json}"))
             .map_err(anyhow::Error::from),
+        Command::Client(command) => cli::run(command).await.map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = %telemetry::chain(error.as_ref()), "extsvc failed");
+            eprintln!("error: {}", telemetry::chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,7 @@ pub async fn spawn_app() -> TestApp {
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
         database_url: Secret::new(database_url),
-        database_max_connections: 4,
+        database_max_connections: Some(4),
         workers: Some(1),
     };
     let app = Application::build(&settings)

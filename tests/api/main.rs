@@ -6,6 +6,7 @@ mod postgres;
 
 mod helpers;
 
+mod cli;
 mod documents;
 mod legacy;
 mod listing;

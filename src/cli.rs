@@ -1,0 +1,222 @@
+//! Client commands for CI pipelines: apply, get, list and delete over the REST API.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::client::{Applied, Client};
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create or replace the services in YAML or JSON files (like `kubectl apply`).
+    Apply {
+        #[command(flatten)]
+        target: Target,
+        /// Files to apply; `-` reads standard input. YAML files may hold several documents.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print one service.
+    Get {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
+        output: Output,
+    },
+    /// List services, one line each.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// List every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Label selector, e.g. `team=payments,tier!=db`.
+        #[arg(short = 'l', long)]
+        selector: Option<String>,
+    },
+    /// Delete a service.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// URL of the extsvc API.
+    #[arg(
+        long,
+        env = "EXTSVC_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    /// Namespace; documents that name their own namespace keep it.
+    #[arg(
+        short,
+        long,
+        env = "EXTSVC_NAMESPACE",
+        default_value = "default",
+        global = true
+    )]
+    namespace: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("could not read {path}")]
+    ReadFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not YAML or JSON: {detail}")]
+    ParseFile { path: String, detail: String },
+    #[error("{path}: a document has no metadata.name")]
+    Unnamed { path: String },
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error("could not print the result")]
+    Print(#[source] serde_json::Error),
+    #[error("{failed} of {total} documents failed")]
+    Failures { failed: usize, total: usize },
+}
+
+pub async fn run(command: ClientCommand) -> Result<(), CliError> {
+    match command {
+        ClientCommand::Apply { target, files } => apply(&target, &files).await,
+        ClientCommand::Get {
+            target,
+            name,
+            output,
+        } => {
+            let document = Client::new(&target.server)
+                .get(&target.namespace, &name)
+                .await?;
+            let value = serde_json::to_value(&document).map_err(CliError::Print)?;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).map_err(CliError::Print)?
+                ),
+                Output::Yaml => print!("{}", to_yaml(&value)),
+            }
+            Ok(())
+        }
+        ClientCommand::List {
+            target,
+            all_namespaces,
+            selector,
+        } => {
+            let namespace = (!all_namespaces).then_some(target.namespace.as_str());
+            let items = Client::new(&target.server)
+                .list(namespace, selector.as_deref())
+                .await?;
+            println!(
+                "{:<20} {:<30} {:<24} {:>9} {:>10}",
+                "NAMESPACE", "NAME", "PORTS", "ADDRESSES", "GENERATION"
+            );
+            for item in items {
+                let ports: Vec<_> = item
+                    .spec
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.name, p.port))
+                    .collect();
+                println!(
+                    "{:<20} {:<30} {:<24} {:>9} {:>10}",
+                    item.metadata.namespace.unwrap_or_default(),
+                    item.metadata.name.unwrap_or_default(),
+                    ports.join(","),
+                    item.spec.endpoints.len(),
+                    item.metadata.generation.unwrap_or_default(),
+                );
+            }
+            Ok(())
+        }
+        ClientCommand::Delete { target, name } => {
+            Client::new(&target.server)
+                .delete(&target.namespace, &name)
+                .await?;
+            println!("{}/{name} deleted", target.namespace);
+            Ok(())
+        }
+    }
+}
+
+fn to_yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
+async fn apply(target: &Target, files: &[PathBuf]) -> Result<(), CliError> {
+    let client = Client::new(&target.server);
+    let mut documents = Vec::new();
+    for file in files {
+        documents.extend(
+            read_documents(file)?
+                .into_iter()
+                .map(|doc| (file.display().to_string(), doc)),
+        );
+    }
+    let mut failed = 0;
+    for (path, document) in &documents {
+        let Some(name) = document["metadata"]["name"].as_str() else {
+            return Err(CliError::Unnamed { path: path.clone() });
+        };
+        let namespace = document["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(&target.namespace);
+        match client.apply(namespace, name, document).await {
+            Ok(applied) => {
+                let what = match applied {
+                    Applied::Created => "created",
+                    Applied::Configured => "configured",
+                    Applied::Unchanged => "unchanged",
+                };
+                println!("{namespace}/{name} {what}");
+            }
+            Err(error) => {
+                failed += 1;
+                eprintln!("{namespace}/{name}: {error}");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(CliError::Failures {
+            failed,
+            total: documents.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Every document in a file: JSON, or YAML with `---` between documents.
+fn read_documents(path: &PathBuf) -> Result<Vec<Value>, CliError> {
+    let name = path.display().to_string();
+    let mut text = String::new();
+    let read = if name == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|source| CliError::ReadFile {
+        path: name.clone(),
+        source,
+    })?;
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(&text).map_err(|e| CliError::ParseFile {
+            path: name.clone(),
+            detail: e.to_string(),
+        })?;
+    Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
+}
