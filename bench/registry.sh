@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Registry API throughput and latency, against the ceiling of the same read in pgbench.
+#
+# In one run on loopback: a private PostgreSQL, `extsvc serve` (release build), then
+#   - create:   wrk POSTing new registrations (unique names),
+#   - get-one:  wrk GETting one registration,
+#   - list-50:  wrk GETting a page of 50,
+#   - pgbench:  the server's own primary-key read (prepared, same connection count),
+# each for $DURATION seconds at $CONNECTIONS connections. Reports requests/s, p99 and
+# the server's CPU seconds per 1,000 requests (from /proc/<pid>/stat), and GET-one as
+# a share of the pgbench ceiling. Everything shares this machine's cores, as it would.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+SEED=${SEED:-1000}
+
+for tool in wrk pgbench; do
+  command -v $tool >/dev/null || { echo "needs $tool (Debian packages wrk, postgresql-client)" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/extsvc-bench.XXXXXX")
+chmod 755 "$work"
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  scripts/postgres stop "$work/pg" || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building release binary..." >&2
+SQLX_OFFLINE=true cargo build --release --quiet
+
+admin=$(scripts/postgres start "$work/pg")
+psql -q "$admin" -c "CREATE DATABASE bench"
+db="${admin%/*}/bench"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+DATABASE_URL=$db EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn \
+  target/release/extsvc serve >"$work/server.log" 2>&1 &
+server_pid=$!
+base=http://127.0.0.1:$port
+for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+hz=$(getconf CLK_TCK)
+
+# create.lua: every request registers a new name (thread id + counter).
+cat >"$work/create.lua" <<'LUA'
+local counter = 0
+local threads = 0
+function setup(thread) thread:set("id", threads); threads = threads + 1 end
+function request()
+  counter = counter + 1
+  local body = string.format([[{"metadata":{"name":"load-%d-%d","labels":{"team":"bench"}},"spec":{"ports":[{"name":"https","port":443},{"name":"metrics","port":9100}],"endpoints":[{"address":"192.0.2.10"},{"address":"2001:db8::10","ports":["https"]}],"healthChecks":[{"name":"web","http":{"port":"https","path":"/healthz","scheme":"HTTPS"}}]}}]], id, counter)
+  return wrk.format("POST", "/api/v1/namespaces/bench/external-services", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+
+# Seed the namespace read by get-one and list-50.
+for i in $(seq -w 1 "$SEED"); do
+  printf '{"metadata":{"name":"svc-%s","labels":{"team":"bench"}},"spec":{"ports":[{"name":"https","port":443},{"name":"metrics","port":9100}],"endpoints":[{"address":"192.0.2.10"},{"address":"2001:db8::10","ports":["https"]}],"healthChecks":[{"name":"web","http":{"port":"https","path":"/healthz","scheme":"HTTPS"}}]}}\n' "$i"
+done | while read -r doc; do
+  curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d "$doc" "$base/api/v1/namespaces/bench/external-services"
+done
+
+run_wrk() { # name, extra wrk args...
+  local name=$1; shift
+  local before after
+  before=$(cpu_ticks)
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" >"$work/$name.txt"
+  after=$(cpu_ticks)
+  local requests rps p99 non2xx
+  requests=$(awk '/requests in/ {print $1}' "$work/$name.txt")
+  rps=$(awk '/Requests\/sec/ {print $2}' "$work/$name.txt")
+  p99=$(awk '$1 == "99%" {print $2}' "$work/$name.txt")
+  non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$name.txt")
+  local cpu_per_k
+  cpu_per_k=$(python3 -c "print(f'{($after - $before) / $hz / $requests * 1000:.3f}')")
+  printf '%-9s %10s %9s %12s %8s\n' "$name" "$rps" "$p99" "$cpu_per_k" "${non2xx:-0}" >>"$work/results.txt"
+  echo "$rps"
+}
+
+create_rps=$(run_wrk create -s "$work/create.lua" "$base")
+get_rps=$(run_wrk get-one "$base/api/v1/namespaces/bench/external-services/svc-0500")
+list_rps=$(run_wrk list-50 "$base/api/v1/namespaces/bench/external-services?limit=50")
+
+# The ceiling: the server's own read, straight to PostgreSQL.
+cat >"$work/get.sql" <<'SQL'
+\set n random(1, 1000)
+SELECT uid, namespace, name, labels, annotations, spec, generation, resource_version, created_at
+FROM external_services WHERE namespace = 'bench' AND name = 'svc-' || lpad(:n::text, 4, '0');
+SQL
+pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$work/get.sql" "$db" >"$work/pgbench.txt" 2>&1
+pg_tps=$(awk -F'= ' '/^tps/ {split($2, a, " "); print a[1]}' "$work/pgbench.txt")
+
+echo
+echo "extsvc registry benchmark: ${DURATION}s per run, $CONNECTIONS connections, $(nproc) cores, loopback"
+printf '%-9s %10s %9s %12s %8s\n' run "req/s" p99 "CPU-s/1k" non-2xx
+cat "$work/results.txt"
+printf '%-9s %10s\n' pgbench "$pg_tps"
+python3 -c "print(f'get-one / pgbench ceiling: {$get_rps / $pg_tps:.2f}')"
