@@ -1,0 +1,465 @@
+//! What the test control plane (a real kube-apiserver and etcd) does for us, and what the
+//! project relies on from it: the objects the operator writes, server-side apply,
+//! watches, and the error codes the operator handles.
+
+#[path = "../support/controlplane.rs"]
+mod controlplane;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch, PatchParams,
+    PostParams,
+};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use controlplane::ControlPlane;
+
+const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn meta(name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        ..ObjectMeta::default()
+    }
+}
+
+fn config_map(name: &str, namespace: &str, value: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(name, namespace),
+        data: Some(BTreeMap::from([("key".to_owned(), value.to_owned())])),
+        ..ConfigMap::default()
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
+    }
+}
+
+fn api_status(err: kube::Error) -> Box<kube::core::Status> {
+    match err {
+        kube::Error::Api(status) => status,
+        other => panic!("expected an error answer from the API server, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn fresh_namespace_is_created_and_active() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+
+    let namespace = Api::<Namespace>::all(cp.client().await)
+        .get(&ns)
+        .await
+        .expect("get namespace");
+
+    let phase = namespace.status.and_then(|s| s.phase);
+    assert_eq!(phase.as_deref(), Some("Active"));
+}
+
+#[tokio::test]
+async fn headless_service_with_two_ports_is_stored() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let services = Api::<Service>::namespaced(cp.client().await, &ns);
+    let service = Service {
+        metadata: meta("backend", &ns),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_owned()),
+            ports: Some(vec![service_port("http", 80), service_port("grpc", 9090)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect("create service");
+
+    let spec = services
+        .get("backend")
+        .await
+        .expect("get service")
+        .spec
+        .expect("spec");
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    let ports: Vec<_> = spec
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.name, p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (Some("http".to_owned()), 80),
+            (Some("grpc".to_owned()), 9090)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn endpoint_slice_with_two_ports_is_stored() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let slices = Api::<EndpointSlice>::namespaced(cp.client().await, &ns);
+    let mut metadata = meta("backend-abc", &ns);
+    metadata.labels = Some(BTreeMap::from([(
+        "kubernetes.io/service-name".to_owned(),
+        "backend".to_owned(),
+    )]));
+    let port = |name: &str, port: i32| EndpointPort {
+        name: Some(name.to_owned()),
+        port: Some(port),
+        protocol: Some("TCP".to_owned()),
+        ..EndpointPort::default()
+    };
+    let slice = EndpointSlice {
+        metadata,
+        address_type: "IPv4".to_owned(),
+        endpoints: vec![Endpoint {
+            addresses: vec!["192.0.2.10".to_owned()],
+            conditions: Some(EndpointConditions {
+                ready: Some(true),
+                ..EndpointConditions::default()
+            }),
+            ..Endpoint::default()
+        }],
+        ports: Some(vec![port("http", 8080), port("grpc", 9090)]),
+    };
+
+    slices
+        .create(&PostParams::default(), &slice)
+        .await
+        .expect("create endpoint slice");
+
+    let stored = slices.get("backend-abc").await.expect("get endpoint slice");
+    assert_eq!(stored.endpoints[0].addresses, ["192.0.2.10"]);
+    assert_eq!(stored.ports.map(|p| p.len()), Some(2));
+}
+
+#[tokio::test]
+async fn ingress_is_created_through_kube_api() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let ingresses = Api::<Ingress>::namespaced(cp.client().await, &ns);
+    let ingress = Ingress {
+        metadata: meta("backend", &ns),
+        spec: Some(IngressSpec {
+            rules: Some(vec![IngressRule {
+                host: Some("backend.example.test".to_owned()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".to_owned()),
+                        path_type: "Prefix".to_owned(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: "backend".to_owned(),
+                                port: Some(ServiceBackendPort {
+                                    name: Some("http".to_owned()),
+                                    ..ServiceBackendPort::default()
+                                }),
+                            }),
+                            ..IngressBackend::default()
+                        },
+                    }],
+                }),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    };
+
+    let created = ingresses
+        .create(&PostParams::default(), &ingress)
+        .await
+        .expect("create ingress");
+
+    let rules = created.spec.and_then(|s| s.rules).unwrap_or_default();
+    assert_eq!(rules[0].host.as_deref(), Some("backend.example.test"));
+}
+
+#[tokio::test]
+async fn applying_the_same_object_twice_keeps_its_resource_version() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let config_maps = Api::<ConfigMap>::namespaced(cp.client().await, &ns);
+    let params = PatchParams::apply(controlplane::FIELD_MANAGER);
+    let desired = config_map("settings", &ns, "one");
+
+    let first = config_maps
+        .patch("settings", &params, &Patch::Apply(&desired))
+        .await
+        .expect("first apply");
+    let second = config_maps
+        .patch("settings", &params, &Patch::Apply(&desired))
+        .await
+        .expect("second apply");
+
+    assert!(first.metadata.resource_version.is_some());
+    assert_eq!(
+        first.metadata.resource_version,
+        second.metadata.resource_version
+    );
+}
+
+#[tokio::test]
+async fn watcher_sees_an_object_change() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let config_maps = Api::<ConfigMap>::namespaced(cp.client().await, &ns);
+    let mut values = watcher(config_maps.clone(), watcher::Config::default())
+        .applied_objects()
+        .map_ok(|cm| cm.data.and_then(|d| d.get("key").cloned()))
+        .boxed();
+    let mut next_value = async || {
+        tokio::time::timeout(WATCH_TIMEOUT, values.try_next())
+            .await
+            .expect("a watch event in time")
+            .expect("watch stream")
+            .expect("watch stream open")
+    };
+
+    // Both writes are applies by one manager: a create would own the field under another.
+    let params = PatchParams::apply(controlplane::FIELD_MANAGER);
+    config_maps
+        .patch(
+            "watched",
+            &params,
+            &Patch::Apply(config_map("watched", &ns, "before")),
+        )
+        .await
+        .expect("create config map");
+    assert_eq!(next_value().await.as_deref(), Some("before"));
+
+    config_maps
+        .patch(
+            "watched",
+            &params,
+            &Patch::Apply(config_map("watched", &ns, "after")),
+        )
+        .await
+        .expect("apply change");
+    assert_eq!(next_value().await.as_deref(), Some("after"));
+}
+
+#[tokio::test]
+async fn update_with_a_stale_resource_version_is_a_conflict() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let config_maps = Api::<ConfigMap>::namespaced(cp.client().await, &ns);
+    let stale = config_maps
+        .create(&PostParams::default(), &config_map("contended", &ns, "one"))
+        .await
+        .expect("create config map");
+    let mut newer = stale.clone();
+    newer.data = config_map("contended", &ns, "two").data;
+    config_maps
+        .replace("contended", &PostParams::default(), &newer)
+        .await
+        .expect("first replace");
+
+    let mut late = stale;
+    late.data = config_map("contended", &ns, "three").data;
+    let err = config_maps
+        .replace("contended", &PostParams::default(), &late)
+        .await
+        .expect_err("a replace from a stale resourceVersion must fail");
+
+    let status = api_status(err);
+    assert_eq!(status.code, 409, "{status:?}");
+    assert!(status.is_conflict(), "{status:?}");
+}
+
+#[tokio::test]
+async fn invalid_service_port_is_unprocessable() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let services = Api::<Service>::namespaced(cp.client().await, &ns);
+    let service = Service {
+        metadata: meta("broken", &ns),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![service_port("http", 70000)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+
+    let err = services
+        .create(&PostParams::default(), &service)
+        .await
+        .expect_err("port 70000 must be rejected");
+
+    let status = api_status(err);
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(status.is_invalid(), "{status:?}");
+}
+
+#[tokio::test]
+async fn installed_crd_is_established_and_served() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": "widgets.tests.extsvc.dev" },
+        "spec": {
+            "group": "tests.extsvc.dev",
+            "names": { "kind": "Widget", "plural": "widgets", "singular": "widget" },
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1",
+                "served": true,
+                "storage": true,
+                "schema": { "openAPIV3Schema": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true
+                }}
+            }]
+        }
+    }))
+    .expect("a valid CRD");
+
+    // Twice: installing is idempotent, as every test binary may do it.
+    cp.install_crds(std::slice::from_ref(&crd)).await;
+    cp.install_crds(&[crd]).await;
+
+    let gvk = GroupVersionKind::gvk("tests.extsvc.dev", "v1", "Widget");
+    let widgets = Api::<DynamicObject>::namespaced_with(
+        cp.client().await,
+        &ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    );
+    let list = widgets
+        .list(&ListParams::default())
+        .await
+        .expect("list widgets");
+    assert!(list.items.is_empty());
+}
+
+#[tokio::test]
+async fn data_written_while_the_api_server_is_down_is_kept_by_etcd() {
+    let cp = ControlPlane::start_private().await;
+    let ns = cp.fresh_namespace().await;
+    let client = cp.client().await;
+    let config_maps = Api::<ConfigMap>::namespaced(client, &ns);
+    config_maps
+        .create(&PostParams::default(), &config_map("kept", &ns, "v1"))
+        .await
+        .expect("create config map");
+    let old_pid = cp.apiserver_pid();
+
+    cp.stop_apiserver().await;
+    let down = config_maps.get("kept").await;
+    assert!(
+        down.is_err(),
+        "the API server answered while stopped: {down:?}"
+    );
+    cp.start_apiserver().await;
+
+    assert_ne!(cp.apiserver_pid(), old_pid, "a new kube-apiserver process");
+    let kept = config_maps
+        .get("kept")
+        .await
+        .expect("get config map after restart");
+    assert_eq!(
+        kept.data.and_then(|d| d.get("key").cloned()).as_deref(),
+        Some("v1")
+    );
+}
+
+/// Kills the launcher's parent with SIGKILL; the launcher must notice and take etcd and
+/// kube-apiserver down with it.
+#[tokio::test]
+async fn launcher_leaves_no_process_behind_when_its_parent_is_killed() {
+    let bin_dir = tokio::task::spawn_blocking(|| controlplane::bin_dir().to_owned())
+        .await
+        .expect("build the control plane");
+    // `sh` stays the launcher's parent and tells us the launcher's pid; the launcher's
+    // `ready` line tells us the children's pids. `sh` waits on a read from our pipe, so
+    // that it also goes (taking the launcher along) if this test process is killed.
+    let mut parent = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --bin-dir "$1" </dev/null & echo "launcher-pid=$!"; read -r _"#)
+        .arg(bin_dir.join("controlplane"))
+        .arg(&bin_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let _keep_sh_waiting = parent.stdin.take();
+    let stdout = parent.stdout.take().expect("piped stdout");
+    let pids = tokio::task::spawn_blocking(move || {
+        let mut pids = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read sh stdout");
+            for field in line.split_whitespace() {
+                if let Some((key, value)) = field.split_once('=')
+                    && key.ends_with("-pid")
+                {
+                    pids.push((key.to_owned(), value.parse::<i32>().expect("a pid")));
+                }
+            }
+            if line.starts_with("ready ") {
+                return pids;
+            }
+        }
+        panic!("the launcher exited before it was ready; its log is above");
+    })
+    .await
+    .expect("read pids");
+    assert_eq!(
+        pids.len(),
+        3,
+        "launcher, etcd and kube-apiserver pids: {pids:?}"
+    );
+    assert!(
+        pids.iter().all(|(_, pid)| is_alive(*pid)),
+        "all running: {pids:?}"
+    );
+
+    parent.kill().expect("kill -9 the parent");
+    parent.wait().expect("reap the parent");
+
+    // The launcher polls its parent every 500 ms, then stops kube-apiserver and etcd.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut alive: Vec<_> = pids.clone();
+    while !alive.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        alive.retain(|(_, pid)| is_alive(*pid));
+    }
+    assert!(
+        alive.is_empty(),
+        "still running 30 s after the parent died: {alive:?}"
+    );
+}
+
+/// A process counts as gone once it has exited, even if nobody has reaped it yet.
+fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: "123 (etcd) S ...".
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
