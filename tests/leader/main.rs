@@ -1,0 +1,279 @@
+//! Leader election against a real kube-apiserver: of the replicas competing for one Lease
+//! exactly one leads, a stopping leader hands over at once, a crashed one after its Lease
+//! expires.
+
+#[path = "../support/controlplane.rs"]
+mod controlplane;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use extsvc::k8s::leader::{LeaderError, LeaseSettings, run_as_leader};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, timeout};
+use tokio_util::sync::CancellationToken;
+
+const LEASE: &str = "extsvc-leader";
+const LEASE_DURATION: Duration = Duration::from_secs(3);
+const RENEW_INTERVAL: Duration = Duration::from_secs(1);
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// Bound on every wait, so that a failure cannot hang the suite.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Short timings so that expiry can be watched in a test.
+fn settings(namespace: &str, identity: &str) -> LeaseSettings {
+    LeaseSettings {
+        lease_duration: LEASE_DURATION,
+        renew_interval: RENEW_INTERVAL,
+        retry_interval: RETRY_INTERVAL,
+        ..LeaseSettings::new(namespace, LEASE, identity)
+    }
+}
+
+/// How many replicas are running their leader work, and whether two ever did at once.
+#[derive(Default)]
+struct Leaders {
+    running: AtomicUsize,
+    overlapped: AtomicBool,
+}
+
+/// One replica competing for the Lease in a task of its own.
+struct Candidate {
+    leading: Arc<AtomicBool>,
+    terms: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), LeaderError>>,
+}
+
+/// Marks a replica as leading for as long as its `lead` future lives, which includes its
+/// being dropped when the task is aborted.
+struct Term {
+    leaders: Arc<Leaders>,
+    leading: Arc<AtomicBool>,
+}
+
+impl Term {
+    fn start(leaders: Arc<Leaders>, leading: Arc<AtomicBool>) -> Self {
+        if leaders.running.fetch_add(1, Ordering::SeqCst) > 0 {
+            leaders.overlapped.store(true, Ordering::SeqCst);
+        }
+        leading.store(true, Ordering::SeqCst);
+        Self { leaders, leading }
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.leading.store(false, Ordering::SeqCst);
+        self.leaders.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Candidate {
+    fn start(client: Client, settings: LeaseSettings, leaders: &Arc<Leaders>) -> Self {
+        let leading = Arc::new(AtomicBool::new(false));
+        let terms = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let lead = {
+            let (leaders, leading, terms) = (leaders.clone(), leading.clone(), terms.clone());
+            move |token: CancellationToken| {
+                terms.fetch_add(1, Ordering::SeqCst);
+                let term = Term::start(leaders.clone(), leading.clone());
+                async move {
+                    token.cancelled().await;
+                    drop(term);
+                }
+            }
+        };
+        let task = tokio::spawn(run_as_leader(client, settings, shutdown.clone(), lead));
+        Self {
+            leading,
+            terms,
+            shutdown,
+            task,
+        }
+    }
+
+    fn leads(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Cancels its shutdown token and waits for `run_as_leader` to return.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let result = timeout(WAIT, self.task)
+            .await
+            .expect("run_as_leader returns after shutdown")
+            .expect("the candidate task does not panic");
+        assert!(result.is_ok(), "run_as_leader failed: {result:?}");
+    }
+}
+
+/// Polls `condition` until it holds; panics naming `what` after [`WAIT`].
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let poll = async {
+        while !condition() {
+            sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(WAIT, poll)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within {WAIT:?}"));
+}
+
+async fn lease(client: Client, namespace: &str) -> Lease {
+    Api::<Lease>::namespaced(client, namespace)
+        .get(LEASE)
+        .await
+        .unwrap_or_else(|e| panic!("reading lease {namespace}/{LEASE}: {e}"))
+}
+
+fn holder(lease: &Lease) -> Option<&str> {
+    lease.spec.as_ref()?.holder_identity.as_deref()
+}
+
+fn transitions(lease: &Lease) -> Option<i32> {
+    lease.spec.as_ref()?.lease_transitions
+}
+
+#[tokio::test]
+async fn only_one_of_two_candidates_leads() {
+    let cp = controlplane::shared().await;
+    let client = cp.client().await;
+    let ns = cp.fresh_namespace().await;
+    let leaders = Arc::new(Leaders::default());
+
+    let a = Candidate::start(client.clone(), settings(&ns, "replica-a"), &leaders);
+    let b = Candidate::start(client.clone(), settings(&ns, "replica-b"), &leaders);
+    wait_until("one candidate leads", || a.leads() || b.leads()).await;
+
+    // Over several renewals the same one keeps leading, for one uninterrupted term.
+    let (leader, other) = if a.leads() { (&a, &b) } else { (&b, &a) };
+    let watch_until = Instant::now() + 4 * RENEW_INTERVAL;
+    while Instant::now() < watch_until {
+        assert!(leader.leads(), "the leader stopped leading");
+        assert!(!other.leads(), "the other candidate leads too");
+        sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(leader.terms.load(Ordering::SeqCst), 1);
+    assert_eq!(other.terms.load(Ordering::SeqCst), 0);
+    assert!(!leaders.overlapped.load(Ordering::SeqCst));
+
+    let lease = lease(client, &ns).await;
+    let expected = if a.leads() { "replica-a" } else { "replica-b" };
+    assert_eq!(holder(&lease), Some(expected));
+
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_successor_takes_over_when_the_leader_stops() {
+    let cp = controlplane::shared().await;
+    let client = cp.client().await;
+    let ns = cp.fresh_namespace().await;
+    let leaders = Arc::new(Leaders::default());
+    // A long lease: a takeover much faster than it can only come from the release.
+    let long = |identity| LeaseSettings {
+        lease_duration: Duration::from_secs(15),
+        ..settings(&ns, identity)
+    };
+
+    let a = Candidate::start(client.clone(), long("replica-a"), &leaders);
+    wait_until("replica-a leads", || a.leads()).await;
+    let b = Candidate::start(client.clone(), long("replica-b"), &leaders);
+    sleep(2 * RETRY_INTERVAL).await;
+    assert!(
+        !b.leads(),
+        "replica-b leads while replica-a holds the lease"
+    );
+
+    let stopped = Instant::now();
+    a.stop().await;
+    wait_until("replica-b leads", || b.leads()).await;
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(5),
+        "replica-b took {handover:?} to take over a released 15 s lease"
+    );
+    assert!(!leaders.overlapped.load(Ordering::SeqCst));
+
+    let lease = lease(client, &ns).await;
+    assert_eq!(holder(&lease), Some("replica-b"));
+    assert_eq!(transitions(&lease), Some(1));
+
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
+    let cp = controlplane::shared().await;
+    let client = cp.client().await;
+    let ns = cp.fresh_namespace().await;
+    let leaders = Arc::new(Leaders::default());
+
+    let a = Candidate::start(client.clone(), settings(&ns, "replica-a"), &leaders);
+    wait_until("replica-a leads", || a.leads()).await;
+    let b = Candidate::start(client.clone(), settings(&ns, "replica-b"), &leaders);
+    // Let replica-a renew a few times first, so that the expiry is measured from a renewal.
+    sleep(2 * RENEW_INTERVAL).await;
+    assert!(
+        !b.leads(),
+        "replica-b leads while replica-a holds the lease"
+    );
+
+    // A crash: no release, no more renewals.
+    a.task.abort();
+    let crashed = Instant::now();
+    wait_until("replica-b leads", || b.leads()).await;
+    let takeover = crashed.elapsed();
+    // replica-a renewed at most one renew interval before the crash.
+    let earliest = LEASE_DURATION - RENEW_INTERVAL - Duration::from_millis(250);
+    let latest = LEASE_DURATION + 3 * RETRY_INTERVAL;
+    assert!(
+        (earliest..=latest).contains(&takeover),
+        "replica-b took over {takeover:?} after the crash, expected {earliest:?}..={latest:?}"
+    );
+    assert!(!leaders.overlapped.load(Ordering::SeqCst));
+
+    let lease = lease(client, &ns).await;
+    assert_eq!(holder(&lease), Some("replica-b"));
+    assert_eq!(transitions(&lease), Some(1));
+
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
+    // Its own control plane: this test stops the API server.
+    let cp = controlplane::ControlPlane::start_private().await;
+    let client = cp.client().await;
+    let ns = cp.fresh_namespace().await;
+    let leaders = Arc::new(Leaders::default());
+
+    let a = Candidate::start(client.clone(), settings(&ns, "replica-a"), &leaders);
+    wait_until("replica-a leads", || a.leads()).await;
+    sleep(2 * RENEW_INTERVAL).await;
+
+    cp.stop_apiserver().await;
+    let unreachable = Instant::now();
+    wait_until("replica-a stops leading", || !a.leads()).await;
+    // Its last renewal was at most one renew interval before the API server went away, and
+    // a successor may take over one lease duration after that renewal: the leader must
+    // have stopped before.
+    let stopped = unreachable.elapsed();
+    assert!(
+        stopped < LEASE_DURATION - RENEW_INTERVAL + Duration::from_millis(250),
+        "replica-a led for {stopped:?} without renewing a {LEASE_DURATION:?} lease"
+    );
+
+    // Once the API server is back it leads again, in a new term.
+    cp.start_apiserver().await;
+    wait_until("replica-a leads again", || a.leads()).await;
+    assert_eq!(a.terms.load(Ordering::SeqCst), 2);
+
+    a.stop().await;
+}
