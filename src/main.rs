@@ -25,6 +25,8 @@ enum Command {
     Serve(Settings),
     /// Print the OpenAPI document.
     Openapi,
+    /// Print the ExternalService CustomResourceDefinition.
+    Crd,
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -37,6 +39,9 @@ async fn main() -> ExitCode {
         Command::Serve(settings) => serve(settings).await,
         Command::Openapi => ApiDoc::to_pretty_json()
             .map(|json| print!("{json}"))
+            .map_err(anyhow::Error::from),
+        Command::Crd => extsvc::k8s::crd::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         Command::Client(command) => cli::run(command).await.map_err(anyhow::Error::from),
     };

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{API_VERSION, ExternalServiceSpec, KIND, LIST_KIND};
+use super::{API_VERSION, ExternalServiceSpec, ExternalServiceStatus, KIND, LIST_KIND};
 
 /// An `ExternalService` registration.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
@@ -67,12 +67,22 @@ pub struct DocumentMetadata {
     pub creation_timestamp: Option<String>,
 }
 
-/// What the server knows about a registration beyond what was written.
+/// What the server knows about a registration beyond what was written: where it came
+/// from, whether it reached the cluster, and the status the controller published there.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentStatus {
     /// Where the registration was made; `cluster` ones are read-only here.
     pub origin: Origin,
+    /// The `generation` last written to the cluster as an `ExternalService`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrored_generation: Option<i64>,
+    /// Why the last attempt to write it to the cluster failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_error: Option<String>,
+    /// The status of the `ExternalService` in the cluster.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ExternalServiceStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, ToSchema)]

@@ -5,6 +5,7 @@
 mod document;
 mod legacy;
 mod spec;
+mod status;
 
 pub use document::{
     DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceList, ListMetadata,
@@ -16,6 +17,7 @@ pub use spec::{
     HttpScheme, Ingress, IngressPath, IngressRule, IngressTls, PathType, PortRef, Protocol,
     ServicePort, TcpCheck,
 };
+pub use status::{AddressStatus, Condition, ExternalServiceStatus};
 
 /// API group of the custom resource.
 pub const GROUP: &str = "extsvc.dev";

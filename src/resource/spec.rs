@@ -6,13 +6,17 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
+use super::ExternalServiceStatus;
+
 /// A backend outside the cluster: the ports it serves, the addresses it serves them
 /// on, how to tell whether an address is healthy, and an optional Ingress in front.
+// clippy reads the `type_ = "string"` of two printer columns as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, ToSchema)]
 #[kube(
     group = "extsvc.dev",
@@ -20,16 +24,27 @@ use utoipa::ToSchema;
     kind = "ExternalService",
     namespaced,
     shortname = "exsvc",
-    doc = "A backend outside the cluster, made usable inside it as a Service"
+    status = "ExternalServiceStatus",
+    doc = "A backend outside the cluster, made usable inside it as a Service",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready"),
+    printcolumn(name = "Ports", type_ = "string", json_path = ".status.ports"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalServiceSpec {
     /// Named ports the backend serves. At least one.
+    #[schemars(length(min = 1, max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub ports: Vec<ServicePort>,
     /// Addresses of the backend. At least one, no duplicates.
+    #[schemars(length(min = 1, max = 1000), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["address"]))]
     pub endpoints: Vec<Endpoint>,
     /// Checks that must all pass for an address to be ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub health_checks: Vec<HealthCheck>,
     /// An Ingress routing to the backend.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,9 +57,14 @@ pub struct ExternalServiceSpec {
 pub struct ServicePort {
     /// IANA service name: lowercase letters, digits and `-`, at most 15 characters.
     #[schema(example = "https")]
+    #[schemars(
+        length(min = 1, max = 15),
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Port number, 1-65535.
-    #[schema(example = 443)]
+    #[schema(example = 443, minimum = 1, maximum = 65535)]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     #[serde(default)]
     pub protocol: Protocol,
@@ -71,6 +91,7 @@ pub enum Protocol {
 pub struct Endpoint {
     /// An IPv4 address, an IPv6 address or a DNS name.
     #[schema(example = "192.0.2.10")]
+    #[schemars(length(min = 1, max = 253))]
     pub address: String,
     /// Names of the ports this address serves; all ports when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,9 +103,14 @@ pub struct Endpoint {
 
 /// A check run against every address that serves its port. Exactly one of `http`,
 /// `tcp` and `grpc`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, ToSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("[has(self.http), has(self.tcp), has(self.grpc)].filter(x, x).size() == 1").message("must set exactly one of http, tcp and grpc"),
+    validation = Rule::new("self.timeoutSeconds <= self.periodSeconds").message("timeoutSeconds must not be above periodSeconds")
+)]
 pub struct HealthCheck {
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpCheck>,
@@ -94,22 +120,28 @@ pub struct HealthCheck {
     pub grpc: Option<GrpcCheck>,
     /// Seconds between two probes.
     #[serde(default = "default_period_seconds")]
-    #[schema(default = 10)]
+    #[schema(default = 10, minimum = 1, maximum = 3600)]
+    #[schemars(range(min = 1, max = 3600))]
     pub period_seconds: i32,
     /// Seconds before a probe counts as failed; not above `periodSeconds`.
     #[serde(default = "default_timeout_seconds")]
-    #[schema(default = 1)]
+    #[schema(default = 1, minimum = 1, maximum = 3600)]
+    #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: i32,
     /// Seconds to wait before the first probe of a new address.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 3600)]
+    #[schemars(range(min = 0, max = 3600))]
     pub initial_delay_seconds: i32,
     /// Consecutive successes that make a not-ready address ready.
     #[serde(default = "default_success_threshold")]
-    #[schema(default = 1)]
+    #[schema(default = 1, minimum = 1, maximum = 100)]
+    #[schemars(range(min = 1, max = 100))]
     pub success_threshold: i32,
     /// Consecutive failures that make a ready address not ready.
     #[serde(default = "default_failure_threshold")]
-    #[schema(default = 3)]
+    #[schema(default = 3, minimum = 1, maximum = 100)]
+    #[schemars(range(min = 1, max = 100))]
     pub failure_threshold: i32,
 }
 
@@ -274,6 +306,7 @@ pub struct Ingress {
     /// Annotations put on the Ingress object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    #[schemars(length(min = 1, max = 100))]
     pub rules: Vec<IngressRule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tls: Vec<IngressTls>,
@@ -285,6 +318,7 @@ pub struct IngressRule {
     /// Host name (`*.` wildcards allowed); every host when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    #[schemars(length(min = 1))]
     pub paths: Vec<IngressPath>,
 }
 
