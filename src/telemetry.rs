@@ -16,12 +16,16 @@ pub fn init(json: bool) {
     };
 }
 
-/// An error and all its causes, `outer: inner: innermost`.
+/// An error and all its causes, `outer: inner: innermost`. An answer from the
+/// Kubernetes API is given by its message alone, not the whole status it came in.
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
+        let cause_text = match cause.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(status)) => status.message.clone(),
+            _ => cause.to_string(),
+        };
         // Some errors repeat their cause in their own message.
         if !text.contains(&cause_text) {
             text.push_str(": ");

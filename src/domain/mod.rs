@@ -12,7 +12,7 @@ mod port;
 mod registration;
 mod spec;
 
-pub use address::{Address, Endpoint};
+pub use address::{Address, Endpoint, check_routable};
 pub use health_check::{HealthCheck, HttpProbe, Probe, StatusRanges, Timing, TlsOptions};
 pub use ingress::{Ingress, IngressPath, IngressRule, IngressTls};
 pub use invalid::{Errors, FieldError, FirstSeen, Invalid, Pointer, ValidationErrors};

@@ -1,0 +1,186 @@
+//! The addresses a service publishes: its IPs, and the IPs its DNS names resolve to,
+//! each with the ports it serves and whether it is ready.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::domain::{Address, DnsSubdomain, LabelValue, PortName, ServiceSpec};
+
+/// One IP as it goes into EndpointSlices, Endpoints and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedAddress {
+    pub ip: IpAddr,
+    /// The DNS name this IP was resolved from.
+    pub resolved_from: Option<DnsSubdomain>,
+    pub ports: BTreeSet<PortName>,
+    pub zone: Option<LabelValue>,
+    pub ready: bool,
+}
+
+/// A DNS name that yielded no usable IP, reported in status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnresolvedName {
+    pub name: DnsSubdomain,
+    pub reason: String,
+}
+
+/// What the controller knows of DNS names: their IPs, or why there are none.
+pub type Resolutions = BTreeMap<DnsSubdomain, Result<Vec<IpAddr>, String>>;
+
+/// Readiness the probe engine reported, per IP. An IP it has not reported on is not
+/// ready while checks exist: a new address must prove itself first.
+pub type Health = BTreeMap<IpAddr, bool>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Sorted by IP; an IP listed directly and also resolved from a name appears once.
+    pub addresses: Vec<PublishedAddress>,
+    pub unresolved: Vec<UnresolvedName>,
+}
+
+/// Expands `spec`'s endpoints into IPs with readiness. With no health checks every
+/// address is ready.
+pub fn publish(spec: &ServiceSpec, resolutions: &Resolutions, health: &Health) -> Published {
+    let checked = !spec.health_checks().is_empty();
+    let ready = |ip: &IpAddr| !checked || health.get(ip).copied().unwrap_or(false);
+    let mut by_ip: BTreeMap<IpAddr, PublishedAddress> = BTreeMap::new();
+    let mut unresolved = Vec::new();
+    for endpoint in spec.endpoints() {
+        let (ips, resolved_from) = match &endpoint.address {
+            Address::Ip(ip) => (vec![*ip], None),
+            Address::Dns(name) => match resolutions.get(name) {
+                Some(Ok(ips)) if !ips.is_empty() => (ips.clone(), Some(name.clone())),
+                Some(Ok(_)) => {
+                    unresolved.push(UnresolvedName {
+                        name: name.clone(),
+                        reason: "resolves to no address".to_owned(),
+                    });
+                    continue;
+                }
+                Some(Err(reason)) => {
+                    unresolved.push(UnresolvedName {
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    });
+                    continue;
+                }
+                None => {
+                    unresolved.push(UnresolvedName {
+                        name: name.clone(),
+                        reason: "not resolved yet".to_owned(),
+                    });
+                    continue;
+                }
+            },
+        };
+        for ip in ips {
+            // An IP named twice (directly and through a name, or by two names) serves
+            // the union of the ports; the first zone given wins.
+            by_ip
+                .entry(ip)
+                .and_modify(|known| known.ports.extend(endpoint.ports.iter().cloned()))
+                .or_insert_with(|| PublishedAddress {
+                    ip,
+                    resolved_from: resolved_from.clone(),
+                    ports: endpoint.ports.clone(),
+                    zone: endpoint.zone.clone(),
+                    ready: ready(&ip),
+                });
+        }
+    }
+    Published {
+        addresses: by_ip.into_values().collect(),
+        unresolved,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::spec;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn without_checks_every_address_is_ready() {
+        let spec = spec(serde_json::json!({
+            "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"address": "192.0.2.1"}, {"address": "2001:db8::1"}]
+        }));
+        let published = publish(&spec, &Resolutions::new(), &Health::new());
+        assert!(published.addresses.iter().all(|a| a.ready));
+        assert_eq!(published.addresses.len(), 2);
+    }
+
+    #[test]
+    fn with_checks_an_address_is_ready_only_once_reported_ready() {
+        let spec = spec(serde_json::json!({
+            "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"address": "192.0.2.1"}, {"address": "192.0.2.2"}, {"address": "192.0.2.3"}],
+            "healthChecks": [{"name": "up", "tcp": {"port": "http"}}]
+        }));
+        let health = Health::from([(ip("192.0.2.1"), true), (ip("192.0.2.2"), false)]);
+        let ready: Vec<_> = publish(&spec, &Resolutions::new(), &health)
+            .addresses
+            .iter()
+            .map(|a| a.ready)
+            .collect();
+        assert_eq!(ready, [true, false, false]);
+    }
+
+    #[test]
+    fn dns_names_expand_into_their_ips_and_failures_are_reported() {
+        let spec = spec(serde_json::json!({
+            "ports": [{"name": "http", "port": 80}, {"name": "admin", "port": 81}],
+            "endpoints": [
+                {"address": "db.example.com", "ports": ["http"]},
+                {"address": "gone.example.com"},
+                {"address": "new.example.com"},
+                {"address": "192.0.2.9", "ports": ["admin"]}
+            ]
+        }));
+        let name = |s: &str| DnsSubdomain::parse(s).unwrap();
+        let resolutions = Resolutions::from([
+            (
+                name("db.example.com"),
+                Ok(vec![ip("192.0.2.9"), ip("2001:db8::9")]),
+            ),
+            (name("gone.example.com"), Err("no such host".to_owned())),
+        ]);
+        let published = publish(&spec, &resolutions, &Health::new());
+        let ips: Vec<_> = published
+            .addresses
+            .iter()
+            .map(|a| a.ip.to_string())
+            .collect();
+        assert_eq!(ips, ["192.0.2.9", "2001:db8::9"]);
+        let both: Vec<_> = published.addresses[0]
+            .ports
+            .iter()
+            .map(|p| p.as_ref())
+            .collect();
+        assert_eq!(
+            both,
+            ["admin", "http"],
+            "an IP named twice serves both port sets"
+        );
+        assert_eq!(
+            published.addresses[1].resolved_from,
+            Some(name("db.example.com"))
+        );
+        let reasons: Vec<_> = published
+            .unresolved
+            .iter()
+            .map(|u| (u.name.to_string(), u.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("gone.example.com".to_owned(), "no such host"),
+                ("new.example.com".to_owned(), "not resolved yet")
+            ]
+        );
+    }
+}

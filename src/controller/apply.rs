@@ -1,0 +1,163 @@
+//! Server-side apply of children, skipped when the live object already says the same:
+//! an unchanged world causes zero writes.
+
+use std::fmt::Debug;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::k8s::CONTROLLER_MANAGER;
+
+/// Annotation holding the digest of what we last applied. A changed spec changes the
+/// digest, which also covers fields we stopped setting (server-side apply removes them).
+pub const APPLIED_ANNOTATION: &str = "extsvc.dev/applied";
+
+/// FNV-1a: a stable digest (unlike `std`'s hasher, it never changes between releases).
+pub fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Puts the digest of `object`'s content into its annotations.
+pub fn stamp<K: Resource + Serialize>(mut object: K) -> Result<K, serde_json::Error> {
+    let digest = format!("{:016x}", digest(&serde_json::to_vec(&object)?));
+    object
+        .annotations_mut()
+        .insert(APPLIED_ANNOTATION.to_owned(), digest);
+    Ok(object)
+}
+
+/// Whether `live` holds every field of the stamped `desired` with the same value. A
+/// field someone changed or removed by hand makes it stale; fields others added do not.
+pub fn is_current<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
+    if desired.annotations().get(APPLIED_ANNOTATION) != live.annotations().get(APPLIED_ANNOTATION) {
+        return false;
+    }
+    match (serde_json::to_value(desired), serde_json::to_value(live)) {
+        (Ok(desired), Ok(live)) => contains(&live, &desired),
+        _ => false,
+    }
+}
+
+fn contains(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (Value::Object(live), Value::Object(desired)) => desired.iter().all(|(key, want)| {
+            want.is_null() || live.get(key).is_some_and(|have| contains(have, want))
+        }),
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len()
+                && live
+                    .iter()
+                    .zip(desired)
+                    .all(|(have, want)| contains(have, want))
+        }
+        (have, want) => have == want,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("could not encode {kind} {name}")]
+    Encode {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("could not apply {kind} {name}")]
+    Apply {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("could not delete {kind} {name}")]
+    Delete {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Applies `desired` unless `live` is current. Returns whether it wrote.
+pub async fn apply<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    desired: K,
+    live: Option<&K>,
+) -> Result<bool, ApplyError>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let name = desired.name_any();
+    let desired = stamp(desired).map_err(|source| ApplyError::Encode {
+        kind,
+        name: name.clone(),
+        source,
+    })?;
+    if live.is_some_and(|live| is_current(&desired, live)) {
+        return Ok(false);
+    }
+    // Force: the controller is the only writer of these fields, and takes them back from
+    // anyone who edited them by hand.
+    let params = PatchParams::apply(CONTROLLER_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&desired))
+        .await
+        .map_err(|source| ApplyError::Apply { kind, name, source })?;
+    Ok(true)
+}
+
+/// Deletes `name`; already gone is fine.
+pub async fn delete<K>(api: &Api<K>, kind: &'static str, name: &str) -> Result<(), ApplyError>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(ApplyError::Delete {
+            kind,
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_live_object_with_extra_fields_is_current() {
+        let live = json!({"spec": {"ports": [{"port": 80, "targetPort": 80}], "clusterIP": "None", "ipFamilies": ["IPv4"]}});
+        let desired = json!({"spec": {"ports": [{"port": 80}], "clusterIP": "None"}});
+        assert!(contains(&live, &desired));
+    }
+
+    #[test]
+    fn a_changed_or_missing_field_or_list_item_is_stale() {
+        let desired = json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}});
+        assert!(!contains(
+            &json!({"spec": {"ports": [{"port": 80}]}}),
+            &desired
+        ));
+        assert!(!contains(
+            &json!({"spec": {"ports": [{"port": 80}, {"port": 82}]}}),
+            &desired
+        ));
+        assert!(!contains(&json!({"spec": {}}), &desired));
+    }
+
+    #[test]
+    fn the_digest_is_stable() {
+        assert_eq!(digest(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(digest(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

@@ -1,0 +1,498 @@
+//! The controller: watches `ExternalService`s (made by the mirror or with kubectl) and
+//! keeps their children right: a headless Service, EndpointSlices, legacy Endpoints and
+//! an Ingress, plus the status. It is the only writer of all of these. Each child kind
+//! has a pure builder in its own file; this module only computes and applies.
+
+mod addresses;
+mod apply;
+mod endpoint_slice;
+mod endpoints;
+mod ingress;
+mod owner;
+mod resolver;
+mod service;
+mod status;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{Address, ServiceSpec};
+use crate::k8s::{CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::metrics::{Kind, Metrics, Operation};
+use crate::resource::{API_VERSION, ExternalService, ExternalServiceStatus, KIND};
+
+pub use addresses::{Health, PublishedAddress};
+pub use apply::ApplyError;
+
+use addresses::publish;
+use endpoint_slice::desired_endpoint_slices;
+use endpoints::desired_endpoints;
+use ingress::desired_ingress;
+use owner::Owner;
+use resolver::Resolver;
+use service::desired_service;
+use status::{Outcome, desired_status, invalid_status, readiness_changes};
+
+/// How the controller behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Publish legacy v1 Endpoints beside the EndpointSlices.
+    pub legacy_endpoints: bool,
+    /// How long resolved DNS names are trusted before they are looked up again.
+    pub dns_refresh: Duration,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            legacy_endpoints: true,
+            dns_refresh: Duration::from_secs(30),
+            concurrency: 32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} has no namespace or uid")]
+    Unidentified(String),
+    #[error("the caches of children did not fill")]
+    Caches,
+    #[error(transparent)]
+    ApplyChild(#[from] ApplyError),
+    #[error("could not write the status of {name}")]
+    WriteStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("could not encode the status of {name}")]
+    EncodeStatus {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Live children, from watches of objects labelled as ours.
+struct Caches {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    endpoints: Store<Endpoints>,
+    ingresses: Store<Ingress>,
+}
+
+struct Context {
+    client: Client,
+    recorder: Recorder,
+    caches: Caches,
+    resolver: Resolver,
+    metrics: Metrics,
+    settings: Settings,
+}
+
+/// Runs the controller until `shutdown` is cancelled.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let (services, services_stream) = watch_ours(Api::<Service>::all(client.clone()));
+    let (slices, slices_stream) = watch_ours(Api::<EndpointSlice>::all(client.clone()));
+    let (endpoints, endpoints_stream) = watch_ours(Api::<Endpoints>::all(client.clone()));
+    let (ingresses, ingresses_stream) = watch_ours(Api::<Ingress>::all(client.clone()));
+
+    let context = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: CONTROLLER_MANAGER.to_owned(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        ),
+        client: client.clone(),
+        caches: Caches {
+            services,
+            slices,
+            endpoints,
+            ingresses,
+        },
+        resolver: Resolver::new(settings.dns_refresh),
+        metrics,
+        settings: settings.clone(),
+    });
+    Controller::new(
+        Api::<ExternalService>::all(client),
+        watcher::Config::default(),
+    )
+    .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+    .owns_stream(services_stream)
+    .owns_stream(slices_stream)
+    .owns_stream(endpoints_stream)
+    .owns_stream(ingresses_stream)
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .run(reconcile, error_policy, context)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(error = %crate::telemetry::chain(&error), "reconcile failed");
+        }
+    })
+    .await;
+}
+
+/// A cache of the objects of one kind labelled as ours, and the stream that fills it.
+/// Children changing or vanishing (e.g. deleted by hand) wake their owner's reconcile.
+fn watch_ours<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    (store, stream)
+}
+
+fn error_policy(cr: Arc<ExternalService>, error: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(
+        service = %format!("{}/{}", cr.namespace().unwrap_or_default(), cr.name_any()),
+        error = %crate::telemetry::chain(error),
+        "reconcile failed; retrying"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Action, Error> {
+    let mut timer = context.metrics.time_reconcile();
+    let owner = Owner {
+        namespace: cr
+            .namespace()
+            .ok_or_else(|| Error::Unidentified(cr.name_any()))?,
+        name: cr.name_any(),
+        reference: cr
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::Unidentified(cr.name_any()))?,
+    };
+    context.wait_for_caches().await?;
+    let previous = cr.status.as_ref();
+    let generation = cr.metadata.generation;
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or_default()
+        .to_string();
+
+    // A spec made with kubectl passes the CRD's schema but may still break a rule the
+    // schema cannot express; the children then stay as they were.
+    let spec = match ServiceSpec::parse(&cr.spec) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            let status = invalid_status(previous, generation, errors.to_string(), &now);
+            if context.write_status(&cr, &owner, status).await? {
+                context
+                    .event(
+                        &cr,
+                        EventType::Warning,
+                        "InvalidSpec",
+                        "Validate",
+                        errors.to_string(),
+                    )
+                    .await;
+            }
+            timer.succeeded();
+            return Ok(Action::await_change());
+        }
+    };
+
+    let names: Vec<_> = spec
+        .endpoints()
+        .iter()
+        .filter_map(|e| match &e.address {
+            Address::Dns(name) => Some(name.clone()),
+            Address::Ip(_) => None,
+        })
+        .collect();
+    let resolutions = context.resolver.resolve(&names).await;
+    let published = publish(&spec, &resolutions, &Health::new());
+
+    let applied = context
+        .apply_children(&owner, &spec, &published.addresses)
+        .await;
+    let outcome = match &applied {
+        Ok(()) => Outcome::Applied,
+        Err(error) => Outcome::Failed(crate::telemetry::chain(error)),
+    };
+    let status = desired_status(previous, generation, &spec, &published, &outcome, &now);
+    let changes = readiness_changes(previous, &status);
+    context.write_status(&cr, &owner, status).await?;
+    for (address, ready) in changes {
+        let (kind, reason) = if ready {
+            (EventType::Normal, "AddressReady")
+        } else {
+            (EventType::Warning, "AddressNotReady")
+        };
+        context
+            .event(
+                &cr,
+                kind,
+                reason,
+                "Probe",
+                format!("{address} is {}ready", if ready { "" } else { "not " }),
+            )
+            .await;
+    }
+    if let Err(error) = applied {
+        context
+            .event(
+                &cr,
+                EventType::Warning,
+                "ApplyFailed",
+                "Apply",
+                crate::telemetry::chain(&error),
+            )
+            .await;
+        return Err(error.into());
+    }
+    timer.succeeded();
+    Ok(if names.is_empty() {
+        Action::await_change()
+    } else {
+        Action::requeue(context.resolver.refresh())
+    })
+}
+
+impl Context {
+    async fn wait_for_caches(&self) -> Result<(), Error> {
+        let caches = &self.caches;
+        tokio::try_join!(
+            caches.services.wait_until_ready(),
+            caches.slices.wait_until_ready(),
+            caches.endpoints.wait_until_ready(),
+            caches.ingresses.wait_until_ready(),
+        )
+        .map(drop)
+        .map_err(|_| Error::Caches)
+    }
+
+    async fn apply_children(
+        &self,
+        owner: &Owner,
+        spec: &ServiceSpec,
+        addresses: &[PublishedAddress],
+    ) -> Result<(), ApplyError> {
+        let namespace = owner.namespace.as_str();
+        let caches = &self.caches;
+
+        self.apply(
+            Kind::Service,
+            "Service",
+            desired_service(owner, spec),
+            &caches.services,
+        )
+        .await?;
+
+        let slices = desired_endpoint_slices(owner, spec, addresses);
+        let wanted: HashSet<String> = slices.iter().map(ResourceExt::name_any).collect();
+        for slice in slices {
+            self.apply(Kind::EndpointSlice, "EndpointSlice", slice, &caches.slices)
+                .await?;
+        }
+        let stale: Vec<String> = caches
+            .slices
+            .state()
+            .iter()
+            .filter(|live| {
+                live.namespace().as_deref() == Some(namespace)
+                    && live.labels().get(SERVICE_NAME_LABEL) == Some(&owner.name)
+                    && live
+                        .owner_references()
+                        .iter()
+                        .any(|o| o.uid == owner.reference.uid)
+                    && !wanted.contains(&live.name_any())
+            })
+            .map(|live| live.name_any())
+            .collect();
+        for name in stale {
+            self.delete::<EndpointSlice>(Kind::EndpointSlice, "EndpointSlice", namespace, &name)
+                .await?;
+        }
+
+        if self.settings.legacy_endpoints {
+            self.apply(
+                Kind::Endpoints,
+                "Endpoints",
+                desired_endpoints(owner, spec, addresses),
+                &caches.endpoints,
+            )
+            .await?;
+        } else if self.owned(&caches.endpoints, owner) {
+            self.delete::<Endpoints>(Kind::Endpoints, "Endpoints", namespace, &owner.name)
+                .await?;
+        }
+
+        match desired_ingress(owner, spec) {
+            Some(ingress) => {
+                self.apply(Kind::Ingress, "Ingress", ingress, &caches.ingresses)
+                    .await?
+            }
+            None if self.owned(&caches.ingresses, owner) => {
+                self.delete::<Ingress>(Kind::Ingress, "Ingress", namespace, &owner.name)
+                    .await?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the cache holds a child of `owner` named like it.
+    fn owned<K>(&self, cache: &Store<K>, owner: &Owner) -> bool
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        cache
+            .get(&ObjectRef::new(&owner.name).within(&owner.namespace))
+            .is_some_and(|live| {
+                live.owner_references()
+                    .iter()
+                    .any(|o| o.uid == owner.reference.uid)
+            })
+    }
+
+    async fn apply<K>(
+        &self,
+        kind: Kind,
+        kind_name: &'static str,
+        desired: K,
+        cache: &Store<K>,
+    ) -> Result<(), ApplyError>
+    where
+        K: Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + Serialize
+            + DeserializeOwned
+            + 'static,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let namespace = desired.namespace().unwrap_or_default();
+        let live = cache.get(&ObjectRef::new(&desired.name_any()).within(&namespace));
+        let api = Api::<K>::namespaced(self.client.clone(), &namespace);
+        if apply::apply(&api, kind_name, desired, live.as_deref()).await? {
+            self.metrics.count_write(kind, Operation::Apply);
+        }
+        Ok(())
+    }
+
+    async fn delete<K>(
+        &self,
+        kind: Kind,
+        kind_name: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApplyError>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + DeserializeOwned,
+    {
+        apply::delete(
+            &Api::<K>::namespaced(self.client.clone(), namespace),
+            kind_name,
+            name,
+        )
+        .await?;
+        self.metrics.count_write(kind, Operation::Delete);
+        Ok(())
+    }
+
+    /// Writes `status` unless the resource already has it. Returns whether it wrote.
+    async fn write_status(
+        &self,
+        cr: &ExternalService,
+        owner: &Owner,
+        status: ExternalServiceStatus,
+    ) -> Result<bool, Error> {
+        if cr.status.as_ref() == Some(&status) {
+            return Ok(false);
+        }
+        let patch = serde_json::json!({"apiVersion": API_VERSION, "kind": KIND, "status": status});
+        let api = Api::<ExternalService>::namespaced(self.client.clone(), &owner.namespace);
+        api.patch_status(
+            &owner.name,
+            &PatchParams::apply(CONTROLLER_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::WriteStatus {
+            name: owner.name.clone(),
+            source,
+        })?;
+        self.metrics
+            .count_write(Kind::ExternalServiceStatus, Operation::Apply);
+        Ok(true)
+    }
+
+    /// Publishes an event on `cr`. An event that cannot be written is only logged: it
+    /// must not fail the reconcile it reports on.
+    async fn event(
+        &self,
+        cr: &ExternalService,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        mut note: String,
+    ) {
+        // Kubernetes refuses notes over 1 KiB.
+        if note.len() > 1000 {
+            let mut end = 1000;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+            note.push('…');
+        }
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
+            tracing::warn!(error = %crate::telemetry::chain(&error), reason, "could not publish an event");
+        }
+    }
+}
