@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A value that must not be printed, such as a database URL with a password.
@@ -47,4 +48,29 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "EXTSVC_WORKERS")]
     pub workers: Option<usize>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesSettings,
+}
+
+/// How `serve` reaches Kubernetes. Without a cluster the API runs alone.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KubernetesSettings {
+    /// Serve the API only: no mirror, no controller.
+    #[arg(long, env = "EXTSVC_NO_KUBERNETES")]
+    pub no_kubernetes: bool,
+    /// Kubeconfig to use; otherwise the usual places, or the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Install or update the ExternalService CRD at start (needs the right to).
+    #[arg(long, env = "EXTSVC_INSTALL_CRD")]
+    pub install_crd: bool,
+    /// Do not publish legacy v1 Endpoints beside the EndpointSlices.
+    #[arg(long, env = "EXTSVC_NO_LEGACY_ENDPOINTS")]
+    pub no_legacy_endpoints: bool,
+    /// Namespace of the Lease that elects the one replica running the mirror and controller.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's name in the election (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
 }

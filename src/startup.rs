@@ -1,13 +1,24 @@
-//! Builds the server from settings, runs it, and stops it gracefully.
+//! Builds the roles from settings (the API; the mirror and controller when a cluster is
+//! configured, on the elected leader only), runs them, and stops them gracefully.
 
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::api;
-use crate::config::Settings;
-use crate::store::{Database, StoreError};
+use crate::config::{KubernetesSettings, Settings};
+use crate::k8s::leader::{LeaseSettings, run_as_leader};
+use crate::k8s::{MIRROR_MANAGER, crd, mirror};
+use crate::metrics::Metrics;
+use crate::store::{Database, Store, StoreError};
+use crate::{api, controller};
+
+/// Name of the Lease the replicas compete for.
+const LEASE_NAME: &str = "extsvc-leader";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -21,12 +32,17 @@ pub enum StartupError {
     },
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error("could not read the kubeconfig")]
+    ReadKubeconfig(#[source] kube::config::KubeconfigError),
+    #[error("could not install the ExternalService CRD")]
+    InstallCrd(#[source] kube::Error),
 }
 
-/// A bound, ready-to-run server.
+/// A bound, ready-to-run server, and the Kubernetes roles when a cluster is configured.
 pub struct Application {
     port: u16,
     server: Server,
+    kubernetes: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Application {
@@ -48,10 +64,32 @@ impl Application {
                 source,
             })?;
         let port = listener.local_addr().map_err(StartupError::Serve)?.port();
+        let metrics = Metrics::default();
+
+        let kubernetes = match kube_client(&settings.kubernetes).await? {
+            Some(client) => {
+                if settings.kubernetes.install_crd {
+                    install_crd(&client, &crd::crd()).await?;
+                }
+                let shutdown = CancellationToken::new();
+                let roles = spawn_leader_roles(
+                    client,
+                    database.store(4),
+                    metrics.clone(),
+                    &settings.kubernetes,
+                    shutdown.clone(),
+                );
+                Some((shutdown, roles))
+            }
+            None => None,
+        };
+
         let share = database.max_connections().div_ceil(workers as u32);
+        let api_metrics = web::Data::new(metrics);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(database.store(share)))
+                .app_data(api_metrics.clone())
                 .configure(api::configure)
                 .default_service(web::to(api::no_route))
         })
@@ -59,15 +97,126 @@ impl Application {
         .shutdown_timeout(10)
         .workers(workers);
         let server = server.listen(listener).map_err(StartupError::Serve)?.run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            kubernetes,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGTERM or SIGINT, then drains and returns.
+    /// Serves until SIGTERM or SIGINT, then drains the API and stops the other roles,
+    /// releasing the leader Lease so that another replica takes over at once.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
-        self.server.await.map_err(StartupError::Serve)
+        let served = self.server.await.map_err(StartupError::Serve);
+        if let Some((shutdown, roles)) = self.kubernetes {
+            shutdown.cancel();
+            if let Err(error) = roles.await {
+                tracing::error!(%error, "the Kubernetes roles ended badly");
+            }
+        }
+        served
     }
+}
+
+/// A client for the configured cluster, or `None` to run the API alone.
+async fn kube_client(settings: &KubernetesSettings) -> Result<Option<kube::Client>, StartupError> {
+    if settings.no_kubernetes {
+        tracing::info!("Kubernetes roles turned off; serving the API alone");
+        return Ok(None);
+    }
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).map_err(StartupError::ReadKubeconfig)?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .map_err(StartupError::ReadKubeconfig)
+            .map(Some)?
+        }
+        None => match kube::Config::infer().await {
+            Ok(config) => Some(config),
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::chain(&error), "no Kubernetes cluster configured; serving the API alone");
+                None
+            }
+        },
+    };
+    match config.map(kube::Client::try_from).transpose() {
+        Ok(client) => Ok(client),
+        Err(error) => {
+            tracing::warn!(error = %crate::telemetry::chain(&error), "no usable Kubernetes client; serving the API alone");
+            Ok(None)
+        }
+    }
+}
+
+async fn install_crd(
+    client: &kube::Client,
+    crd: &CustomResourceDefinition,
+) -> Result<(), StartupError> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MIRROR_MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .map_err(StartupError::InstallCrd)?;
+    tracing::info!(crd = %name, "installed the CRD");
+    Ok(())
+}
+
+/// Runs the mirror and the controller on whichever replica holds the Lease.
+fn spawn_leader_roles(
+    client: kube::Client,
+    store: Store,
+    metrics: Metrics,
+    settings: &KubernetesSettings,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let identity = settings.identity.clone().unwrap_or_else(default_identity);
+    let lease = LeaseSettings::new(settings.lease_namespace.clone(), LEASE_NAME, identity);
+    let controller_settings = controller::Settings {
+        legacy_endpoints: !settings.no_legacy_endpoints,
+        ..controller::Settings::default()
+    };
+    tokio::spawn(async move {
+        let elected = run_as_leader(client.clone(), lease, shutdown, |leading| {
+            let (client, store, metrics, settings) = (
+                client.clone(),
+                store.clone(),
+                metrics.clone(),
+                controller_settings.clone(),
+            );
+            async move {
+                tracing::info!("leading: running the mirror and the controller");
+                tokio::join!(
+                    mirror::run(store, client.clone(), metrics.clone(), leading.clone()),
+                    controller::run(client, settings, metrics, leading),
+                );
+            }
+        })
+        .await;
+        if let Err(error) = elected {
+            tracing::error!(error = %crate::telemetry::chain(&error), "leader election gave up; the mirror and controller do not run here");
+        }
+    })
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "{}-{}-{}",
+        host.trim(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }

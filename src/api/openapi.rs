@@ -23,6 +23,7 @@ use super::{services, system};
         services::list_all_services,
         system::healthz,
         system::readyz,
+        system::metrics,
     ),
     tags(
         (name = "external-services", description = "Backends outside the cluster"),

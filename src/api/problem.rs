@@ -70,6 +70,10 @@ pub enum ApiError {
     AlreadyExists { namespace: String, name: String },
     #[error("the external service changed since the ETag in If-Match")]
     PreconditionFailed,
+    #[error(
+        "external service {namespace}/{name} was made in the cluster; change it there, e.g. with kubectl"
+    )]
+    ReadOnly { namespace: String, name: String },
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed on this route")]
@@ -91,6 +95,10 @@ impl ApiError {
                 name: name.to_owned(),
             },
             StoreError::PreconditionFailed => Self::PreconditionFailed,
+            StoreError::ReadOnly => Self::ReadOnly {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
             other => Self::Store(other),
         }
     }
@@ -106,6 +114,7 @@ impl ApiError {
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::AlreadyExists { .. } => ("already-exists", "Already exists"),
             Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
+            Self::ReadOnly { .. } => ("read-only", "Read-only: made in the cluster"),
             Self::NoRoute => ("not-found", "Not found"),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             Self::Store(StoreError::Contended) => ("conflict", "Conflicting concurrent change"),
@@ -162,7 +171,9 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::AlreadyExists { .. } | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,
+            Self::AlreadyExists { .. }
+            | Self::ReadOnly { .. }
+            | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -143,16 +143,13 @@ pub async fn register_service(
     params(
         ("namespace" = String, Path, description = "Namespace of the service"),
         ("name" = String, Path, description = "Name of the service"),
-        ("If-None-Match" = Option<String>, Header, description = "ETag of a copy the client holds"),
     ),
     responses(
         (status = 200, description = "The service", body = ExternalServiceDocument, headers(("ETag" = String))),
-        (status = 304, description = "Unchanged since the ETag in If-None-Match"),
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_service(
-    request: HttpRequest,
     path: web::Path<(String, String)>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
@@ -162,17 +159,6 @@ pub async fn get_service(
         .get_service(&namespace, &name)
         .await
         .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
-    let tag = etag(&service);
-    let cached = request
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    if cached {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, tag))
-            .finish());
-    }
     Ok(respond(HttpResponse::Ok(), service))
 }
 

@@ -1,14 +1,16 @@
-//! Probes for whoever runs the server: `/healthz` and `/readyz`.
+//! For whoever runs the server: `/healthz`, `/readyz` and `/metrics`.
 
 use actix_web::{HttpResponse, web};
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 use super::ApiError;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
 }
 
 /// The process is up
@@ -31,4 +33,20 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
     store.ping().await.map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
+}
+
+/// Prometheus metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+)]
+pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+    match metrics.encode() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(_) => HttpResponse::InternalServerError().finish(),
+    }
 }

@@ -1,7 +1,9 @@
 //! PostgreSQL: the only place that speaks SQL.
 
+mod mirror;
 mod services;
 
+pub use mirror::{Change, ClusterService};
 pub use services::{ListQuery, Precondition, Stored, StoredService, WriteOutcome};
 
 use std::str::FromStr;
@@ -18,6 +20,8 @@ pub enum StoreError {
     NotFound,
     #[error("the registration changed since the version the request was based on")]
     PreconditionFailed,
+    #[error("the registration was made in the cluster and is read-only here")]
+    ReadOnly,
     #[error("the registration was created and deleted concurrently; try again")]
     Contended,
     #[error("could not connect to the database")]
@@ -34,6 +38,8 @@ pub enum StoreError {
     WriteService(#[source] sqlx::Error),
     #[error("could not record a change in the outbox")]
     RecordChange(#[source] sqlx::Error),
+    #[error("could not read or clear the outbox")]
+    ReadOutbox(#[source] sqlx::Error),
     #[error("a stored document does not decode")]
     DecodeDocument(#[source] serde_json::Error),
 }

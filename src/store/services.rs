@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::domain::{LabelSelector, Registration};
 use crate::resource::{
-    DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceSpec, Origin,
+    DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceSpec,
+    ExternalServiceStatus, Origin,
 };
 
 use super::{Store, StoreError};
@@ -26,11 +27,25 @@ pub struct StoredService {
     pub generation: i64,
     pub resource_version: i64,
     pub created_at: DateTime<Utc>,
+    /// `api` or `cluster`.
+    pub origin: String,
+    pub mirrored_generation: Option<i64>,
+    pub mirror_error: Option<String>,
+    pub status: Option<Json<ExternalServiceStatus>>,
 }
 
 impl StoredService {
+    pub fn origin(&self) -> Origin {
+        if self.origin == "cluster" {
+            Origin::Cluster
+        } else {
+            Origin::Api
+        }
+    }
+
     /// The document as the API shows it.
     pub fn into_document(self) -> ExternalServiceDocument {
+        let origin = self.origin();
         ExternalServiceDocument {
             api_version: crate::resource::API_VERSION.to_owned(),
             kind: crate::resource::KIND.to_owned(),
@@ -48,7 +63,10 @@ impl StoredService {
             },
             spec: self.spec.0,
             status: Some(DocumentStatus {
-                origin: Origin::Api,
+                origin,
+                mirrored_generation: self.mirrored_generation,
+                mirror_error: self.mirror_error,
+                cluster: self.status.map(|status| status.0),
             }),
         }
     }
@@ -120,7 +138,9 @@ impl Store {
                       labels AS "labels: Json<BTreeMap<String, String>>",
                       annotations AS "annotations: Json<BTreeMap<String, String>>",
                       spec AS "spec: Json<ExternalServiceSpec>",
-                      generation, resource_version, created_at
+                      generation, resource_version, created_at,
+                      origin, mirrored_generation, mirror_error,
+                      status AS "status: Json<ExternalServiceStatus>"
                FROM external_services WHERE namespace = $1 AND name = $2"#,
             namespace,
             name
@@ -147,7 +167,9 @@ impl Store {
                       labels AS "labels: Json<BTreeMap<String, String>>",
                       annotations AS "annotations: Json<BTreeMap<String, String>>",
                       spec AS "spec: Json<ExternalServiceSpec>",
-                      generation, resource_version, created_at
+                      generation, resource_version, created_at,
+                      origin, mirrored_generation, mirror_error,
+                      status AS "status: Json<ExternalServiceStatus>"
                FROM external_services
                WHERE ($1::text IS NULL OR namespace = $1)
                  AND (namespace, name) > ($2, $3)
@@ -192,6 +214,12 @@ impl Store {
         for _ in 0..2 {
             let mut tx = self.begin().await?;
             let current = lock(&mut tx, key.namespace.as_ref(), key.name.as_ref()).await?;
+            if current
+                .as_ref()
+                .is_some_and(|c| c.origin() == Origin::Cluster)
+            {
+                return Err(StoreError::ReadOnly);
+            }
             if let Some(precondition) = precondition
                 && !precondition.allows(current.as_ref())
             {
@@ -230,6 +258,9 @@ impl Store {
         let current = lock(&mut tx, namespace, name)
             .await?
             .ok_or(StoreError::NotFound)?;
+        if current.origin() == Origin::Cluster {
+            return Err(StoreError::ReadOnly);
+        }
         if let Some(precondition) = precondition
             && !precondition.allows(Some(&current))
         {
@@ -264,7 +295,9 @@ async fn lock(
                   labels AS "labels: Json<BTreeMap<String, String>>",
                   annotations AS "annotations: Json<BTreeMap<String, String>>",
                   spec AS "spec: Json<ExternalServiceSpec>",
-                  generation, resource_version, created_at
+                  generation, resource_version, created_at,
+                  origin, mirrored_generation, mirror_error,
+                  status AS "status: Json<ExternalServiceStatus>"
            FROM external_services WHERE namespace = $1 AND name = $2
            FOR UPDATE"#,
         namespace,
@@ -290,7 +323,9 @@ async fn insert(
                   labels AS "labels: Json<BTreeMap<String, String>>",
                   annotations AS "annotations: Json<BTreeMap<String, String>>",
                   spec AS "spec: Json<ExternalServiceSpec>",
-                  generation, resource_version, created_at"#,
+                  generation, resource_version, created_at,
+                  origin, mirrored_generation, mirror_error,
+                  status AS "status: Json<ExternalServiceStatus>""#,
         key.namespace.as_ref(),
         key.name.as_ref(),
         Json(registration.labels()) as _,
@@ -320,7 +355,9 @@ async fn replace(
                   labels AS "labels: Json<BTreeMap<String, String>>",
                   annotations AS "annotations: Json<BTreeMap<String, String>>",
                   spec AS "spec: Json<ExternalServiceSpec>",
-                  generation, resource_version, created_at"#,
+                  generation, resource_version, created_at,
+                  origin, mirrored_generation, mirror_error,
+                  status AS "status: Json<ExternalServiceStatus>""#,
         current.uid,
         Json(registration.labels()) as _,
         Json(registration.annotations()) as _,

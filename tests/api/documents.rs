@@ -328,22 +328,6 @@ async fn a_malformed_if_match_is_400() {
 }
 
 #[tokio::test]
-async fn get_with_the_current_etag_in_if_none_match_is_304() {
-    let app = spawn_app().await;
-    let tag = etag(&app.post("payments", &document("billing-db")).await);
-
-    let response = app
-        .client
-        .get(app.item("payments", "billing-db"))
-        .header("if-none-match", &tag)
-        .send()
-        .await
-        .unwrap();
-
-    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
-}
-
-#[tokio::test]
 async fn delete_returns_the_last_state_and_the_name_is_gone() {
     let app = spawn_app().await;
     let created = app.register("payments", "billing-db").await;

@@ -1,7 +1,7 @@
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use extsvc::config::{Secret, Settings};
+use extsvc::config::{KubernetesSettings, Secret, Settings};
 use extsvc::startup::Application;
 
 pub struct TestApp {
@@ -18,6 +18,10 @@ pub async fn spawn_app() -> TestApp {
         database_url: Secret::new(database_url),
         database_max_connections: Some(4),
         workers: Some(1),
+        kubernetes: KubernetesSettings {
+            no_kubernetes: true,
+            ..KubernetesSettings::default()
+        },
     };
     let app = Application::build(&settings)
         .await

@@ -1,0 +1,354 @@
+//! The mirror: keeps `ExternalService`s in the cluster and registrations in PostgreSQL in
+//! step, one name at a time.
+//!
+//! - A registration made through the API is server-side applied as its `ExternalService`
+//!   (the outbox says which names changed); one edited or deleted by hand is applied
+//!   again; one whose registration is gone is deleted.
+//! - An `ExternalService` made in the cluster (no registration annotation) is copied into
+//!   PostgreSQL as a read-only registration, so the API lists it.
+//! - The status the controller publishes is copied back, for the API to show.
+//!
+//! Every trigger (an outbox notification, a watch event, a periodic full pass) only
+//! queues a name; `sync` then compares both sides and writes only what differs, so the
+//! mirror catches up after any outage of either side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{Kind, Metrics, Operation};
+use crate::resource::{ExternalService, Origin};
+use crate::store::{Change, ClusterService, Store, StoreError, StoredService};
+
+use super::{MIRROR_MANAGER, REGISTRATION_ANNOTATION};
+
+/// Outbox rows read per pass.
+const OUTBOX_BATCH: i64 = 500;
+/// Names synced at once.
+const CONCURRENCY: usize = 16;
+/// The outbox is also read this often, in case a notification was missed.
+const POLL: Duration = Duration::from_secs(5);
+/// Both sides are compared in full this often.
+const FULL_PASS: Duration = Duration::from_secs(600);
+
+type Key = (String, String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not apply ExternalService {namespace}/{name}")]
+    ApplyExternalService {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("could not delete ExternalService {namespace}/{name}")]
+    DeleteExternalService {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+struct Mirror {
+    store: Store,
+    client: Client,
+    cache: Cache<ExternalService>,
+    metrics: Metrics,
+}
+
+/// Runs the mirror until `shutdown` is cancelled.
+pub async fn run(store: Store, client: Client, metrics: Metrics, shutdown: CancellationToken) {
+    let (cache, writer) = reflector::store();
+    let events = reflector::reflector(
+        writer,
+        watcher(
+            Api::<ExternalService>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let mirror = Arc::new(Mirror {
+        store,
+        client,
+        cache,
+        metrics,
+    });
+    let mut events = std::pin::pin!(events);
+    let mut queue: BTreeSet<Key> = BTreeSet::new();
+    let mut retry: BTreeSet<Key> = BTreeSet::new();
+    let mut listener = None;
+    let mut poll = tokio::time::interval(POLL);
+    let mut full_pass = tokio::time::interval(FULL_PASS);
+    let (mut outbox_due, mut full_pass_due) = (true, true);
+
+    loop {
+        if listener.is_none() {
+            listener = mirror
+                .store
+                .listen_for_changes()
+                .await
+                .map_err(|e| log("listen for outbox rows", &e))
+                .ok();
+        }
+        let notified = async {
+            match listener.as_mut() {
+                Some(listener) => listener.recv().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = events.next() => match event {
+                Some(Ok(service)) => {
+                    queue.insert((service.namespace().unwrap_or_default(), service.name_any()));
+                }
+                Some(Err(error)) => log("watch ExternalServices", &error),
+                None => return,
+            },
+            healthy = notified => {
+                outbox_due = true;
+                if !healthy {
+                    listener = None;
+                }
+            }
+            _ = poll.tick() => {
+                outbox_due = true;
+                queue.append(&mut retry);
+            }
+            _ = full_pass.tick() => full_pass_due = true,
+        }
+        // Comparing needs the cluster's side: until the watch has listed everything, only
+        // collect work. (The watch stream fills the cache only while it is polled above.)
+        if mirror.cache.wait_until_ready().now_or_never().is_none() {
+            continue;
+        }
+        if full_pass_due {
+            full_pass_due = false;
+            match mirror.store.service_keys().await {
+                Ok(keys) => queue.extend(keys),
+                Err(error) => log("list registrations", &error),
+            }
+            queue.extend(
+                mirror
+                    .cache
+                    .state()
+                    .iter()
+                    .map(|s| (s.namespace().unwrap_or_default(), s.name_any())),
+            );
+        }
+        if outbox_due {
+            outbox_due = !mirror.drain_outbox().await;
+        }
+        let keys = std::mem::take(&mut queue);
+        // Failed names wait for the next poll rather than being retried in a tight loop.
+        retry.extend(mirror.sync_all(keys).await);
+    }
+}
+
+fn log(action: &str, error: &dyn std::error::Error) {
+    tracing::warn!(error = %crate::telemetry::chain(error), "mirror: could not {action}");
+}
+
+impl Mirror {
+    /// Syncs `keys`, a few at a time; returns those that failed.
+    async fn sync_all(self: &Arc<Self>, keys: BTreeSet<Key>) -> Vec<Key> {
+        futures::stream::iter(keys)
+            .map(|key| {
+                let mirror = self.clone();
+                async move {
+                    let result = mirror.sync(&key).await;
+                    result.map_err(|error| {
+                        log("sync a registration", &error);
+                        key
+                    })
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|result| futures::future::ready(result.err()))
+            .collect()
+            .await
+    }
+
+    /// Syncs every name with outbox rows and clears the rows of those that succeeded.
+    /// Returns whether the outbox is empty now.
+    async fn drain_outbox(self: &Arc<Self>) -> bool {
+        let changes = match self.store.pending_changes(OUTBOX_BATCH).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                log("read the outbox", &error);
+                return false;
+            }
+        };
+        let complete = changes.len() < OUTBOX_BATCH as usize;
+        let results: Vec<bool> = futures::stream::iter(changes)
+            .map(|change| {
+                let mirror = self.clone();
+                async move { mirror.sync_change(change).await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        complete && results.into_iter().all(|ok| ok)
+    }
+
+    async fn sync_change(&self, change: Change) -> bool {
+        let result = match self
+            .sync(&(change.namespace.clone(), change.name.clone()))
+            .await
+        {
+            Ok(()) => self
+                .store
+                .forget_change(&change)
+                .await
+                .map_err(MirrorError::from),
+            Err(error) => Err(error),
+        };
+        result
+            .map_err(|error| log("mirror a change", &error))
+            .is_ok()
+    }
+
+    /// Makes the cluster and PostgreSQL agree about one name.
+    async fn sync(&self, (namespace, name): &Key) -> Result<(), MirrorError> {
+        let stored = self.store.find_service(namespace, name).await?;
+        let live = self.cache.get(&ObjectRef::new(name).within(namespace));
+        match (stored, live) {
+            (Some(stored), live) if stored.origin() == Origin::Api => {
+                self.mirror_registration(&stored, live.as_deref()).await
+            }
+            (Some(_), Some(live)) if registration_uid(&live).is_none() => {
+                self.copy_cluster_service(&live).await
+            }
+            // A read-only copy whose ExternalService is gone, or was taken over by a
+            // registration's annotation: forget the copy.
+            (Some(_), _) => Ok(self.store.delete_cluster_service(namespace, name).await?),
+            (None, Some(live)) if registration_uid(&live).is_some() => {
+                self.delete_orphan(namespace, name).await
+            }
+            (None, Some(live)) => self.copy_cluster_service(&live).await,
+            (None, None) => Ok(()),
+        }
+    }
+
+    async fn mirror_registration(
+        &self,
+        stored: &StoredService,
+        live: Option<&ExternalService>,
+    ) -> Result<(), MirrorError> {
+        let current = live.is_some_and(|live| mirrors(stored, live));
+        if !current && let Err(error) = self.apply(stored).await {
+            let message = crate::telemetry::chain(&error);
+            self.store
+                .record_mirrored(stored.uid, None, Some(&message))
+                .await?;
+            return Err(error);
+        }
+        self.store
+            .record_mirrored(stored.uid, Some(stored.generation), None)
+            .await?;
+        if let Some(live) = live.filter(|_| current) {
+            self.store
+                .record_status(&stored.namespace, &stored.name, live.status.as_ref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, stored: &StoredService) -> Result<(), MirrorError> {
+        let mut annotations = stored.annotations.0.clone();
+        annotations.insert(REGISTRATION_ANNOTATION.to_owned(), stored.uid.to_string());
+        let desired = ExternalService {
+            metadata: ObjectMeta {
+                name: Some(stored.name.clone()),
+                namespace: Some(stored.namespace.clone()),
+                labels: Some(stored.labels.0.clone()),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: stored.spec.0.clone(),
+            status: None,
+        };
+        let api = Api::<ExternalService>::namespaced(self.client.clone(), &stored.namespace);
+        // Force: the registration is the truth, whoever edited the resource since.
+        api.patch(
+            &stored.name,
+            &PatchParams::apply(MIRROR_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|source| MirrorError::ApplyExternalService {
+            namespace: stored.namespace.clone(),
+            name: stored.name.clone(),
+            source,
+        })?;
+        self.metrics
+            .count_write(Kind::ExternalService, Operation::Apply);
+        Ok(())
+    }
+
+    async fn delete_orphan(&self, namespace: &str, name: &str) -> Result<(), MirrorError> {
+        let api = Api::<ExternalService>::namespaced(self.client.clone(), namespace);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                self.metrics
+                    .count_write(Kind::ExternalService, Operation::Delete);
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(source) => Err(MirrorError::DeleteExternalService {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    async fn copy_cluster_service(&self, live: &ExternalService) -> Result<(), MirrorError> {
+        let empty = BTreeMap::new();
+        let namespace = live.namespace().unwrap_or_default();
+        let name = live.name_any();
+        self.store
+            .put_cluster_service(&ClusterService {
+                uid: live.metadata.uid.as_deref().unwrap_or_default(),
+                namespace: &namespace,
+                name: &name,
+                generation: live.metadata.generation.unwrap_or(1),
+                labels: live.metadata.labels.as_ref().unwrap_or(&empty),
+                annotations: live.metadata.annotations.as_ref().unwrap_or(&empty),
+                spec: &live.spec,
+            })
+            .await?;
+        self.store
+            .record_status(&namespace, &name, live.status.as_ref())
+            .await?;
+        Ok(())
+    }
+}
+
+fn registration_uid(live: &ExternalService) -> Option<&String> {
+    live.annotations().get(REGISTRATION_ANNOTATION)
+}
+
+/// Whether the live resource says what the registration says. Labels and annotations
+/// others added are theirs to keep.
+fn mirrors(stored: &StoredService, live: &ExternalService) -> bool {
+    let contains = |live: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>| {
+        wanted.iter().all(|(k, v)| live.get(k) == Some(v))
+    };
+    registration_uid(live).is_some_and(|uid| *uid == stored.uid.to_string())
+        && live.spec == stored.spec.0
+        && contains(live.labels(), &stored.labels.0)
+        && contains(live.annotations(), &stored.annotations.0)
+}
