@@ -64,6 +64,9 @@ pub struct KubernetesSettings {
     /// Install or update the ExternalService CRD at start (needs the right to).
     #[arg(long, env = "EXTSVC_INSTALL_CRD")]
     pub install_crd: bool,
+    /// Mirror and reconcile this namespace only (default: every namespace).
+    #[arg(long, env = "EXTSVC_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
     /// Do not publish legacy v1 Endpoints beside the EndpointSlices.
     #[arg(long, env = "EXTSVC_NO_LEGACY_ENDPOINTS")]
     pub no_legacy_endpoints: bool,

@@ -108,6 +108,11 @@ impl Application {
         self.port
     }
 
+    /// Stops the server like SIGTERM does, from inside the process (tests, embedding).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGTERM or SIGINT, then drains the API and stops the other roles,
     /// releasing the leader Lease so that another replica takes over at once.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
@@ -186,6 +191,7 @@ fn spawn_leader_roles(
     let lease = LeaseSettings::new(settings.lease_namespace.clone(), LEASE_NAME, identity);
     let controller_settings = controller::Settings {
         legacy_endpoints: !settings.no_legacy_endpoints,
+        namespace: settings.watch_namespace.clone(),
         ..controller::Settings::default()
     };
     tokio::spawn(async move {
@@ -196,10 +202,17 @@ fn spawn_leader_roles(
                 metrics.clone(),
                 controller_settings.clone(),
             );
+            let namespace = settings.namespace.clone();
             async move {
                 tracing::info!("leading: running the mirror and the controller");
                 tokio::join!(
-                    mirror::run(store, client.clone(), metrics.clone(), leading.clone()),
+                    mirror::run(
+                        store,
+                        client.clone(),
+                        namespace,
+                        metrics.clone(),
+                        leading.clone()
+                    ),
                     controller::run(client, settings, metrics, leading),
                 );
             }

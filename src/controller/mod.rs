@@ -35,7 +35,9 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{Address, ServiceSpec};
-use crate::k8s::{CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::k8s::{
+    CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, scoped_api,
+};
 use crate::metrics::{Kind, Metrics, Operation};
 use crate::resource::{API_VERSION, ExternalService, ExternalServiceStatus, KIND};
 
@@ -60,6 +62,8 @@ pub struct Settings {
     pub dns_refresh: Duration,
     /// Reconciles running at once.
     pub concurrency: u16,
+    /// Only this namespace, or all of them.
+    pub namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -68,6 +72,7 @@ impl Default for Settings {
             legacy_endpoints: true,
             dns_refresh: Duration::from_secs(30),
             concurrency: 32,
+            namespace: None,
         }
     }
 }
@@ -104,6 +109,7 @@ struct Caches {
 
 struct Context {
     client: Client,
+    shutdown: CancellationToken,
     recorder: Recorder,
     caches: Caches,
     resolver: Resolver,
@@ -118,10 +124,11 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    let (services, services_stream) = watch_ours(Api::<Service>::all(client.clone()));
-    let (slices, slices_stream) = watch_ours(Api::<EndpointSlice>::all(client.clone()));
-    let (endpoints, endpoints_stream) = watch_ours(Api::<Endpoints>::all(client.clone()));
-    let (ingresses, ingresses_stream) = watch_ours(Api::<Ingress>::all(client.clone()));
+    let scope = settings.namespace.as_deref();
+    let (services, services_stream) = watch_ours(scoped_api::<Service>(client.clone(), scope));
+    let (slices, slices_stream) = watch_ours(scoped_api::<EndpointSlice>(client.clone(), scope));
+    let (endpoints, endpoints_stream) = watch_ours(scoped_api::<Endpoints>(client.clone(), scope));
+    let (ingresses, ingresses_stream) = watch_ours(scoped_api::<Ingress>(client.clone(), scope));
 
     let context = Arc::new(Context {
         recorder: Recorder::new(
@@ -132,6 +139,7 @@ pub async fn run(
             },
         ),
         client: client.clone(),
+        shutdown: shutdown.clone(),
         caches: Caches {
             services,
             slices,
@@ -143,7 +151,7 @@ pub async fn run(
         settings: settings.clone(),
     });
     Controller::new(
-        Api::<ExternalService>::all(client),
+        scoped_api::<ExternalService>(client, scope),
         watcher::Config::default(),
     )
     .with_config(ControllerConfig::default().concurrency(settings.concurrency))
@@ -294,16 +302,23 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
 }
 
 impl Context {
+    /// Waits until every cache of children has its first full list. Gives up on shutdown:
+    /// the controller stops polling the watches that fill them, and a graceful shutdown
+    /// waits for running reconciles.
     async fn wait_for_caches(&self) -> Result<(), Error> {
         let caches = &self.caches;
-        tokio::try_join!(
-            caches.services.wait_until_ready(),
-            caches.slices.wait_until_ready(),
-            caches.endpoints.wait_until_ready(),
-            caches.ingresses.wait_until_ready(),
-        )
-        .map(drop)
-        .map_err(|_| Error::Caches)
+        let filled = async {
+            tokio::try_join!(
+                caches.services.wait_until_ready(),
+                caches.slices.wait_until_ready(),
+                caches.endpoints.wait_until_ready(),
+                caches.ingresses.wait_until_ready(),
+            )
+        };
+        tokio::select! {
+            filled = filled => filled.map(drop).map_err(|_| Error::Caches),
+            () = self.shutdown.cancelled() => Err(Error::Caches),
+        }
     }
 
     async fn apply_children(

@@ -27,6 +27,9 @@ mod tests {
         let path = format!("{}/{CRD_PATH}", env!("CARGO_MANIFEST_DIR"));
         let committed = std::fs::read_to_string(&path).expect("the CRD is committed");
         let generated = crd_yaml().expect("the CRD serialises");
-        assert!(committed == generated, "{CRD_PATH} is stale: run scripts/generate");
+        assert!(
+            committed == generated,
+            "{CRD_PATH} is stale: run scripts/generate"
+        );
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -27,7 +27,7 @@ use crate::metrics::{Kind, Metrics, Operation};
 use crate::resource::{ExternalService, Origin};
 use crate::store::{Change, ClusterService, Store, StoreError, StoredService};
 
-use super::{MIRROR_MANAGER, REGISTRATION_ANNOTATION};
+use super::{MIRROR_MANAGER, REGISTRATION_ANNOTATION, scoped_api};
 
 /// Outbox rows read per pass.
 const OUTBOX_BATCH: i64 = 500;
@@ -63,17 +63,25 @@ pub enum MirrorError {
 struct Mirror {
     store: Store,
     client: Client,
+    namespace: Option<String>,
     cache: Cache<ExternalService>,
     metrics: Metrics,
 }
 
 /// Runs the mirror until `shutdown` is cancelled.
-pub async fn run(store: Store, client: Client, metrics: Metrics, shutdown: CancellationToken) {
+/// With a `namespace`, only that namespace is mirrored (for namespace-scoped installs).
+pub async fn run(
+    store: Store,
+    client: Client,
+    namespace: Option<String>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
     let (cache, writer) = reflector::store();
     let events = reflector::reflector(
         writer,
         watcher(
-            Api::<ExternalService>::all(client.clone()),
+            scoped_api::<ExternalService>(client.clone(), namespace.as_deref()),
             watcher::Config::default(),
         ),
     )
@@ -82,6 +90,7 @@ pub async fn run(store: Store, client: Client, metrics: Metrics, shutdown: Cance
     let mirror = Arc::new(Mirror {
         store,
         client,
+        namespace,
         cache,
         metrics,
     });
@@ -91,7 +100,7 @@ pub async fn run(store: Store, client: Client, metrics: Metrics, shutdown: Cance
     let mut listener = None;
     let mut poll = tokio::time::interval(POLL);
     let mut full_pass = tokio::time::interval(FULL_PASS);
-    let (mut outbox_due, mut full_pass_due) = (true, true);
+    let (mut outbox_due, mut full_pass_due, mut cache_ready) = (true, true, false);
 
     loop {
         if listener.is_none() {
@@ -123,6 +132,8 @@ pub async fn run(store: Store, client: Client, metrics: Metrics, shutdown: Cance
                     listener = None;
                 }
             }
+            // The first full list of the cluster's side arrived: start comparing.
+            Ok(()) = mirror.cache.wait_until_ready(), if !cache_ready => {}
             _ = poll.tick() => {
                 outbox_due = true;
                 queue.append(&mut retry);
@@ -131,12 +142,13 @@ pub async fn run(store: Store, client: Client, metrics: Metrics, shutdown: Cance
         }
         // Comparing needs the cluster's side: until the watch has listed everything, only
         // collect work. (The watch stream fills the cache only while it is polled above.)
-        if mirror.cache.wait_until_ready().now_or_never().is_none() {
+        cache_ready = mirror.cache.wait_until_ready().now_or_never().is_some();
+        if !cache_ready {
             continue;
         }
         if full_pass_due {
             full_pass_due = false;
-            match mirror.store.service_keys().await {
+            match mirror.store.service_keys(mirror.namespace.as_deref()).await {
                 Ok(keys) => queue.extend(keys),
                 Err(error) => log("list registrations", &error),
             }
@@ -184,7 +196,11 @@ impl Mirror {
     /// Syncs every name with outbox rows and clears the rows of those that succeeded.
     /// Returns whether the outbox is empty now.
     async fn drain_outbox(self: &Arc<Self>) -> bool {
-        let changes = match self.store.pending_changes(OUTBOX_BATCH).await {
+        let changes = match self
+            .store
+            .pending_changes(self.namespace.as_deref(), OUTBOX_BATCH)
+            .await
+        {
             Ok(changes) => changes,
             Err(error) => {
                 log("read the outbox", &error);
@@ -281,20 +297,35 @@ impl Mirror {
             status: None,
         };
         let api = Api::<ExternalService>::namespaced(self.client.clone(), &stored.namespace);
-        // Force: the registration is the truth, whoever edited the resource since.
-        api.patch(
-            &stored.name,
-            &PatchParams::apply(MIRROR_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(|source| MirrorError::ApplyExternalService {
+        let failed = |source| MirrorError::ApplyExternalService {
             namespace: stored.namespace.clone(),
             name: stored.name.clone(),
             source,
-        })?;
+        };
+        // Force: the registration is the truth, whoever edited the resource since.
+        let applied = api
+            .patch(
+                &stored.name,
+                &PatchParams::apply(MIRROR_MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
+            .await
+            .map_err(failed)?;
         self.metrics
             .count_write(Kind::ExternalService, Operation::Apply);
+        // Server-side apply keeps list items and fields another manager added by hand
+        // (e.g. an extra address); only replacing the spec removes them. A conflict here
+        // means another edit raced us: the next sync tries again.
+        if applied.spec != stored.spec.0 {
+            let mut exact = applied;
+            exact.spec = stored.spec.0.clone();
+            exact.metadata.managed_fields = None;
+            api.replace(&stored.name, &PostParams::default(), &exact)
+                .await
+                .map_err(failed)?;
+            self.metrics
+                .count_write(Kind::ExternalService, Operation::Apply);
+        }
         Ok(())
     }
 

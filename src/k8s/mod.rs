@@ -22,3 +22,15 @@ pub const MIRROR_MANAGER: &str = "extsvc-mirror";
 /// Annotation on an `ExternalService` made from a registration: the registration's uid.
 /// One without it was made in the cluster (e.g. with kubectl).
 pub const REGISTRATION_ANNOTATION: &str = "extsvc.dev/registration-uid";
+
+/// An `Api` over one namespace, or over all of them.
+pub fn scoped_api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => kube::Api::namespaced(client, namespace),
+        None => kube::Api::all(client),
+    }
+}

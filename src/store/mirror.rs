@@ -46,14 +46,21 @@ impl Store {
         Ok(listener)
     }
 
-    /// The names with pending outbox rows, oldest first.
-    pub async fn pending_changes(&self, limit: i64) -> Result<Vec<Change>, StoreError> {
+    /// The names with pending outbox rows, oldest first, in one namespace or all.
+    pub async fn pending_changes(
+        &self,
+        namespace: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Change>, StoreError> {
         sqlx::query_as!(
             Change,
             r#"SELECT namespace, name, max(id) AS "last_id!"
-               FROM (SELECT id, namespace, name FROM outbox ORDER BY id LIMIT $1) AS oldest
+               FROM (SELECT id, namespace, name FROM outbox
+                     WHERE $1::text IS NULL OR namespace = $1
+                     ORDER BY id LIMIT $2) AS oldest
                GROUP BY namespace, name
                ORDER BY min(id)"#,
+            namespace,
             limit
         )
         .fetch_all(&self.pool)
@@ -169,13 +176,21 @@ impl Store {
         .map_err(StoreError::WriteService)
     }
 
-    /// Every (namespace, name) stored, for a full comparison with the cluster.
-    pub async fn service_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let rows =
-            sqlx::query!("SELECT namespace, name FROM external_services ORDER BY namespace, name")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::ListServices)?;
+    /// Every (namespace, name) stored, in one namespace or all, for a full comparison
+    /// with the cluster.
+    pub async fn service_keys(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT namespace, name FROM external_services
+             WHERE $1::text IS NULL OR namespace = $1
+             ORDER BY namespace, name",
+            namespace
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::ListServices)?;
         Ok(rows
             .into_iter()
             .map(|row| (row.namespace, row.name))

@@ -1,0 +1,128 @@
+//! ExternalServices made with kubectl, not through the API.
+
+use std::collections::BTreeMap;
+
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use extsvc::resource::{ExternalService, ExternalServiceSpec};
+
+use crate::helpers::{eventually, registration, slice_addresses, spawn_operator};
+
+fn resource(name: &str, spec: serde_json::Value) -> ExternalService {
+    ExternalService {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(BTreeMap::from([(
+                "made-by".to_owned(),
+                "kubectl".to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec: serde_json::from_value::<ExternalServiceSpec>(spec).expect("a spec"),
+        status: None,
+    }
+}
+
+#[tokio::test]
+async fn a_resource_made_with_kubectl_is_reconciled_and_listed_read_only() {
+    let op = spawn_operator().await;
+    let made = resource("legacy-db", registration("legacy-db")["spec"].clone());
+    op.external_services()
+        .create(&PostParams::default(), &made)
+        .await
+        .unwrap();
+
+    let slices = eventually(30, "its slices", || async {
+        let slices = op.slices_of("legacy-db").await;
+        (slices.len() == 3).then_some(slices)
+    })
+    .await;
+    assert_eq!(slice_addresses(&slices).len(), 3);
+
+    let doc = eventually(30, "it listed by the API", || async {
+        let (status, doc) = op.get("legacy-db").await;
+        (status == StatusCode::OK && doc["status"]["observedGeneration"] == 1).then_some(doc)
+    })
+    .await;
+    assert_eq!(doc["status"]["origin"], "cluster");
+    assert_eq!(doc["metadata"]["labels"]["made-by"], "kubectl");
+    let list: serde_json::Value = op
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/{}/external-services",
+            op.address, op.namespace
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["status"]["origin"], "cluster");
+
+    // Read-only through the API.
+    assert_eq!(
+        op.put("legacy-db", &registration("legacy-db")).await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(op.delete("legacy-db").await, StatusCode::CONFLICT);
+
+    // Deleted with kubectl: gone from the API too.
+    op.external_services()
+        .delete("legacy-db", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "it gone from the API", || async {
+        (op.get("legacy-db").await.0 == StatusCode::NOT_FOUND).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resource_that_breaks_a_rule_the_schema_cannot_check_says_why() {
+    let op = spawn_operator().await;
+    // The CRD checks each field; only the controller knows `nope` names no port.
+    let made = resource(
+        "broken",
+        json!({
+            "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"address": "192.0.2.1", "ports": ["nope"]}]
+        }),
+    );
+    op.external_services()
+        .create(&PostParams::default(), &made)
+        .await
+        .unwrap();
+
+    let reconciled = eventually(30, "a Reconciled=False condition", || async {
+        let cr = op.external_services().get("broken").await.ok()?;
+        let condition = cr
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Reconciled")?;
+        (condition.status == "False").then_some(condition)
+    })
+    .await;
+    assert_eq!(reconciled.reason, "InvalidSpec");
+    assert!(
+        reconciled.message.contains("/spec/endpoints/0/ports/0"),
+        "{}",
+        reconciled.message
+    );
+    assert!(
+        op.services().get_opt("broken").await.unwrap().is_none(),
+        "nothing is half-applied"
+    );
+
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> = op.api();
+    eventually(30, "a warning event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("InvalidSpec") && e.type_.as_deref() == Some("Warning")
+        })
+    })
+    .await;
+}

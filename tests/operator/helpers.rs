@@ -1,0 +1,246 @@
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+use extsvc::config::{KubernetesSettings, Secret, Settings};
+use extsvc::resource::ExternalService;
+use extsvc::startup::Application;
+
+use crate::controlplane::{self, ControlPlane};
+
+/// One operator process: API, mirror and controller, scoped to `namespace`.
+pub struct TestOperator {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub kube: kube::Client,
+    pub namespace: String,
+    pub handle: actix_web::dev::ServerHandle,
+    pub stopped: tokio::task::JoinHandle<()>,
+}
+
+/// The shared control plane, with the project's CRD installed once.
+pub async fn control_plane() -> &'static ControlPlane {
+    static CRD: OnceCell<()> = OnceCell::const_new();
+    let cp = controlplane::shared().await;
+    CRD.get_or_init(|| async { cp.install_crds(&[extsvc::k8s::crd::crd()]).await })
+        .await;
+    cp
+}
+
+/// An operator on a fresh database, watching a fresh namespace.
+pub async fn spawn_operator() -> TestOperator {
+    let cp = control_plane().await;
+    let namespace = cp.fresh_namespace().await;
+    let database_url = crate::postgres::fresh_database().await;
+    start_operator(cp.kubeconfig(), &namespace, &database_url, "only").await
+}
+
+/// Starts an operator process on `database_url`; its leader Lease lives in `namespace`.
+pub async fn start_operator(
+    kubeconfig: &Path,
+    namespace: &str,
+    database_url: &str,
+    identity: &str,
+) -> TestOperator {
+    extsvc::telemetry::init(false);
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        database_url: Secret::new(database_url),
+        database_max_connections: Some(4),
+        workers: Some(1),
+        kubernetes: KubernetesSettings {
+            kubeconfig: Some(kubeconfig.to_owned()),
+            watch_namespace: Some(namespace.to_owned()),
+            lease_namespace: namespace.to_owned(),
+            identity: Some(identity.to_owned()),
+            ..KubernetesSettings::default()
+        },
+    };
+    let app = Application::build(&settings)
+        .await
+        .expect("the operator starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let stopped = tokio::spawn(async move {
+        app.run_until_stopped()
+            .await
+            .expect("the operator stops cleanly");
+    });
+    let kube = kube_client(kubeconfig).await;
+    TestOperator {
+        address,
+        http: reqwest::Client::new(),
+        kube,
+        namespace: namespace.to_owned(),
+        handle,
+        stopped,
+    }
+}
+
+pub async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).expect("a kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("a client config");
+    kube::Client::try_from(config).expect("a client")
+}
+
+/// A registration with two ports, addresses serving different subsets, and an Ingress.
+pub fn registration(name: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "labels": {"team": "payments"}},
+        "spec": {
+            "ports": [{"name": "https", "port": 443}, {"name": "metrics", "port": 9100}],
+            "endpoints": [
+                {"address": "192.0.2.10"},
+                {"address": "192.0.2.11", "ports": ["https"]},
+                {"address": "2001:db8::10"}
+            ],
+            "ingress": {
+                "annotations": {"example.com/team": "payments"},
+                "rules": [{"host": "pay.example.com", "paths": [{"path": "/", "port": "https"}]}]
+            }
+        }
+    })
+}
+
+impl TestOperator {
+    pub fn item(&self, name: &str) -> String {
+        format!(
+            "{}/api/v1/namespaces/{}/external-services/{name}",
+            self.address, self.namespace
+        )
+    }
+
+    pub async fn put(&self, name: &str, body: &Value) -> StatusCode {
+        self.http
+            .put(self.item(name))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT answers")
+            .status()
+    }
+
+    pub async fn delete(&self, name: &str) -> StatusCode {
+        self.http
+            .delete(self.item(name))
+            .send()
+            .await
+            .expect("DELETE answers")
+            .status()
+    }
+
+    pub async fn get(&self, name: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(self.item(name))
+            .send()
+            .await
+            .expect("GET answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    pub fn external_services(&self) -> Api<ExternalService> {
+        self.api()
+    }
+    pub fn services(&self) -> Api<Service> {
+        self.api()
+    }
+    pub fn endpoint_slices(&self) -> Api<EndpointSlice> {
+        self.api()
+    }
+    pub fn endpoints(&self) -> Api<Endpoints> {
+        self.api()
+    }
+    pub fn ingresses(&self) -> Api<Ingress> {
+        self.api()
+    }
+
+    /// The EndpointSlices of service `name`.
+    pub async fn slices_of(&self, name: &str) -> Vec<EndpointSlice> {
+        self.endpoint_slices()
+            .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
+            .await
+            .expect("list EndpointSlices")
+            .items
+    }
+
+    /// The value of a counter in `/metrics`, summed over its labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Stops the process as SIGTERM would, and waits until it has.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.stopped.await.expect("the operator task ends");
+    }
+}
+
+/// Polls `check` until it yields a value, for at most `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds}s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The addresses of slices, sorted, with their readiness.
+pub fn slice_addresses(slices: &[EndpointSlice]) -> Vec<(String, bool)> {
+    let mut all: Vec<_> = slices
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter())
+        .map(|e| {
+            (
+                e.addresses[0].clone(),
+                e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}

@@ -1,0 +1,17 @@
+//! End to end against a real kube-apiserver and a real PostgreSQL: registrations made
+//! through the API become ExternalServices, and those become a Service, EndpointSlices,
+//! Endpoints and an Ingress. Every test has its own namespace, database and operator
+//! (scoped to that namespace), so tests run side by side on one control plane.
+
+#[path = "../support/controlplane.rs"]
+mod controlplane;
+#[path = "../support/postgres.rs"]
+mod postgres;
+
+mod helpers;
+
+mod children;
+mod cluster_made;
+mod outage;
+mod repair;
+mod replicas;

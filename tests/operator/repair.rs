@@ -1,0 +1,112 @@
+//! Whatever is changed by hand in the cluster comes back as the registration says.
+
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::helpers::{eventually, registration, slice_addresses, spawn_operator};
+
+#[tokio::test]
+async fn children_deleted_by_hand_are_recreated() {
+    let op = spawn_operator().await;
+    op.put("billing-db", &registration("billing-db")).await;
+    let service = eventually(30, "the Service", || async {
+        op.services().get_opt("billing-db").await.ok().flatten()
+    })
+    .await;
+    let slices = eventually(30, "three slices", || async {
+        let slices = op.slices_of("billing-db").await;
+        (slices.len() == 3).then_some(slices)
+    })
+    .await;
+
+    op.services()
+        .delete("billing-db", &DeleteParams::default())
+        .await
+        .unwrap();
+    let slice = slices[0].name_any();
+    op.endpoint_slices()
+        .delete(&slice, &DeleteParams::default())
+        .await
+        .unwrap();
+
+    eventually(30, "a new Service", || async {
+        let again = op.services().get_opt("billing-db").await.ok().flatten()?;
+        (again.uid() != service.uid()).then_some(())
+    })
+    .await;
+    eventually(30, "the slice back", || async {
+        op.endpoint_slices().get_opt(&slice).await.ok().flatten()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_child_edited_by_hand_is_put_back() {
+    let op = spawn_operator().await;
+    op.put("billing-db", &registration("billing-db")).await;
+    let slices = eventually(30, "three slices", || async {
+        let slices = op.slices_of("billing-db").await;
+        (slices.len() == 3).then_some(slices)
+    })
+    .await;
+    let before = slice_addresses(&slices);
+    let name = slices[0].name_any();
+
+    // Someone marks our endpoint not ready, with their own field manager.
+    let mut edited = slices[0].clone();
+    edited.metadata.managed_fields = None;
+    for endpoint in &mut edited.endpoints {
+        endpoint.conditions.as_mut().unwrap().ready = Some(false);
+    }
+    op.endpoint_slices()
+        .replace(&name, &Default::default(), &edited)
+        .await
+        .unwrap();
+
+    eventually(30, "the slice repaired", || async {
+        let slices = op.slices_of("billing-db").await;
+        (slice_addresses(&slices) == before).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_resource_edited_or_deleted_by_hand_is_reasserted_from_the_registration() {
+    let op = spawn_operator().await;
+    op.put("billing-db", &registration("billing-db")).await;
+    let cr = eventually(30, "the ExternalService", || async {
+        op.external_services()
+            .get_opt("billing-db")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+
+    let patch = json!({"spec": {"endpoints": [{"address": "198.51.100.99"}]}});
+    op.external_services()
+        .patch("billing-db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(30, "the spec put back", || async {
+        let now = op.external_services().get("billing-db").await.ok()?;
+        (now.spec == cr.spec).then_some(())
+    })
+    .await;
+
+    op.external_services()
+        .delete("billing-db", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(30, "the resource back", || async {
+        let again = op
+            .external_services()
+            .get_opt("billing-db")
+            .await
+            .ok()
+            .flatten()?;
+        (again.uid() != cr.uid() && again.spec == cr.spec).then_some(())
+    })
+    .await;
+}
