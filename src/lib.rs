@@ -8,6 +8,7 @@ pub mod controller;
 pub mod domain;
 pub mod k8s;
 pub mod metrics;
+pub mod probe;
 pub mod resource;
 pub mod startup;
 pub mod store;

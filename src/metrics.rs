@@ -1,13 +1,16 @@
 //! Prometheus metrics, served at `/metrics`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::domain::ServiceKey;
 
 /// Kinds of object this process writes to Kubernetes.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -43,6 +46,34 @@ pub struct ReconcileLabels {
     pub result: Result,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// `http`, `https`, `tcp` or `grpc`.
+    pub check: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeResultLabels {
+    pub check: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Success,
+    /// The backend answered, unhealthy (a status, NOT_SERVING).
+    Failure,
+    Timeout,
+    /// No answer: refused, reset, TLS.
+    Error,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
 /// Every metric of the process, cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +81,10 @@ pub struct Metrics {
     writes: Family<WriteLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: Histogram,
+    probe_duration: Family<ProbeLabels, Histogram>,
+    probe_results: Family<ProbeResultLabels, Counter>,
+    ready_addresses: Family<ServiceLabels, Gauge>,
+    addresses: Family<ServiceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -73,11 +108,41 @@ impl Default for Metrics {
             "Time to reconcile one ExternalService",
             reconcile_duration.clone(),
         );
+        let probe_duration = Family::<ProbeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        registry.register(
+            "probe_duration_seconds",
+            "Time a health probe took, by kind of check",
+            probe_duration.clone(),
+        );
+        let probe_results = Family::<ProbeResultLabels, Counter>::default();
+        registry.register(
+            "probe_results",
+            "Health probes, by kind of check and outcome",
+            probe_results.clone(),
+        );
+        let ready_addresses = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "service_ready_addresses",
+            "Addresses of a service that are ready",
+            ready_addresses.clone(),
+        );
+        let addresses = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "service_addresses",
+            "Addresses a service publishes",
+            addresses.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             writes,
             reconciles,
             reconcile_duration,
+            probe_duration,
+            probe_results,
+            ready_addresses,
+            addresses,
         }
     }
 }
@@ -87,6 +152,29 @@ impl Metrics {
         self.writes
             .get_or_create(&WriteLabels { kind, operation })
             .inc();
+    }
+
+    pub fn observe_probe(&self, check: &'static str, outcome: Outcome, duration: Duration) {
+        self.probe_duration
+            .get_or_create(&ProbeLabels { check })
+            .observe(duration.as_secs_f64());
+        self.probe_results
+            .get_or_create(&ProbeResultLabels { check, outcome })
+            .inc();
+    }
+
+    pub fn set_addresses(&self, service: &ServiceKey, ready: usize, total: usize) {
+        let labels = service_labels(service);
+        self.ready_addresses
+            .get_or_create(&labels)
+            .set(ready as i64);
+        self.addresses.get_or_create(&labels).set(total as i64);
+    }
+
+    pub fn forget_service(&self, service: &ServiceKey) {
+        let labels = service_labels(service);
+        self.ready_addresses.remove(&labels);
+        self.addresses.remove(&labels);
     }
 
     /// Times a reconcile until the returned guard is dropped.
@@ -103,6 +191,13 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+fn service_labels(service: &ServiceKey) -> ServiceLabels {
+    ServiceLabels {
+        namespace: service.namespace.to_string(),
+        name: service.name.to_string(),
     }
 }
 

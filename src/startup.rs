@@ -14,6 +14,7 @@ use crate::config::{KubernetesSettings, Settings};
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
 use crate::k8s::{MIRROR_MANAGER, crd, mirror};
 use crate::metrics::Metrics;
+use crate::probe::{self, DEFAULT_MAX_IN_FLIGHT, Engine, Tls};
 use crate::store::{Database, Store, StoreError};
 use crate::{api, controller};
 
@@ -36,6 +37,8 @@ pub enum StartupError {
     ReadKubeconfig(#[source] kube::config::KubeconfigError),
     #[error("could not install the ExternalService CRD")]
     InstallCrd(#[source] kube::Error),
+    #[error("could not set up TLS for HTTPS health checks")]
+    ProbeTls(#[source] rustls::Error),
 }
 
 /// A bound, ready-to-run server, and the Kubernetes roles when a cluster is configured.
@@ -72,7 +75,9 @@ impl Application {
                     install_crd(&client, &crd::crd()).await?;
                 }
                 let shutdown = CancellationToken::new();
+                let tls = Tls::from_system_roots().map_err(StartupError::ProbeTls)?;
                 let roles = spawn_leader_roles(
+                    tls,
                     client,
                     database.store(4),
                     metrics.clone(),
@@ -179,8 +184,10 @@ async fn install_crd(
     Ok(())
 }
 
-/// Runs the mirror and the controller on whichever replica holds the Lease.
+/// Runs the mirror, the controller and the probe engine on whichever replica holds the
+/// Lease.
 fn spawn_leader_roles(
+    tls: Tls,
     client: kube::Client,
     store: Store,
     metrics: Metrics,
@@ -203,17 +210,28 @@ fn spawn_leader_roles(
                 controller_settings.clone(),
             );
             let namespace = settings.namespace.clone();
+            let tls = tls.clone();
             async move {
-                tracing::info!("leading: running the mirror and the controller");
+                tracing::info!("leading: running the mirror, the controller and the probes");
+                let (engine, woken) =
+                    Engine::start(tls, DEFAULT_MAX_IN_FLIGHT, metrics.clone(), leading.clone());
                 tokio::join!(
                     mirror::run(
-                        store,
+                        store.clone(),
                         client.clone(),
                         namespace,
                         metrics.clone(),
                         leading.clone()
                     ),
-                    controller::run(client, settings, metrics, leading),
+                    controller::run(
+                        client,
+                        settings,
+                        engine.clone(),
+                        woken,
+                        metrics,
+                        leading.clone()
+                    ),
+                    probe::publish(engine, store, leading),
                 );
             }
         })

@@ -1,6 +1,7 @@
 //! The REST API: handlers, the OpenAPI document, problem+json errors.
 
 mod body;
+mod health;
 mod openapi;
 mod problem;
 mod services;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .into()
     }))
     .configure(services::configure)
+    .configure(health::configure)
     .configure(system::configure)
     .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

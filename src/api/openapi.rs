@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use super::{services, system};
+use super::{health, services, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,12 +21,16 @@ use super::{services, system};
         services::replace_service,
         services::delete_service,
         services::list_all_services,
+        health::get_health,
+        health::get_health_history,
+        health::list_health,
         system::healthz,
         system::readyz,
         system::metrics,
     ),
     tags(
         (name = "external-services", description = "Backends outside the cluster"),
+        (name = "health", description = "What the health checks found"),
         (name = "system", description = "Probes of the server itself"),
     )
 )]

@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Names in a path that no registration can have are simply not found; checking them
 /// first also keeps bytes PostgreSQL refuses (NUL) away from it.
-fn existing_key(namespace: &str, name: &str) -> Result<(), ApiError> {
+pub(super) fn existing_key(namespace: &str, name: &str) -> Result<(), ApiError> {
     if DnsLabel::parse(namespace).is_ok() && ServiceName::parse(name).is_ok() {
         return Ok(());
     }
@@ -353,11 +353,11 @@ async fn list(
 }
 
 /// The token is the last (namespace, name) seen; opaque to clients.
-fn encode_continue(namespace: &str, name: &str) -> String {
+pub(super) fn encode_continue(namespace: &str, name: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{namespace}/{name}"))
 }
 
-fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
+pub(super) fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     URL_SAFE_NO_PAD
         .decode(token)
         .ok()

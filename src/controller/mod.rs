@@ -16,8 +16,9 @@ mod status;
 #[cfg(test)]
 mod fixtures;
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -34,11 +35,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Address, ServiceSpec};
+use crate::domain::{Address, DnsLabel, ServiceKey, ServiceName, ServiceSpec};
 use crate::k8s::{
     CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, scoped_api,
 };
 use crate::metrics::{Kind, Metrics, Operation};
+use crate::probe::{Engine, probe_targets};
 use crate::resource::{API_VERSION, ExternalService, ExternalServiceStatus, KIND};
 
 pub use addresses::{Health, PublishedAddress};
@@ -110,6 +112,10 @@ struct Caches {
 struct Context {
     client: Client,
     shutdown: CancellationToken,
+    engine: Engine,
+    /// The status last written per resource uid: the watch that reports our own write
+    /// may lag behind a reconcile, which must not write the same status twice.
+    written: Mutex<HashMap<String, ExternalServiceStatus>>,
     recorder: Recorder,
     caches: Caches,
     resolver: Resolver,
@@ -117,10 +123,16 @@ struct Context {
     settings: Settings,
 }
 
-/// Runs the controller until `shutdown` is cancelled.
+/// How often the probe engine drops the services of deleted resources.
+const FORGET_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs the controller until `shutdown` is cancelled. `woken` names services whose
+/// readiness the probe engine saw change; each is reconciled on its own.
 pub async fn run(
     client: Client,
     settings: Settings,
+    engine: Engine,
+    woken: tokio::sync::mpsc::UnboundedReceiver<ServiceKey>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
@@ -140,6 +152,8 @@ pub async fn run(
         ),
         client: client.clone(),
         shutdown: shutdown.clone(),
+        engine: engine.clone(),
+        written: Mutex::default(),
         caches: Caches {
             services,
             slices,
@@ -150,23 +164,80 @@ pub async fn run(
         metrics,
         settings: settings.clone(),
     });
-    Controller::new(
+    let woken = futures::stream::unfold(woken, |mut woken| async move {
+        let key = woken.recv().await?;
+        Some((
+            ObjectRef::<ExternalService>::new(key.name.as_ref()).within(key.namespace.as_ref()),
+            woken,
+        ))
+    });
+    let controller = Controller::new(
         scoped_api::<ExternalService>(client, scope),
         watcher::Config::default(),
-    )
-    .with_config(ControllerConfig::default().concurrency(settings.concurrency))
-    .owns_stream(services_stream)
-    .owns_stream(slices_stream)
-    .owns_stream(endpoints_stream)
-    .owns_stream(ingresses_stream)
-    .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(reconcile, error_policy, context)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(error = %crate::telemetry::chain(&error), "reconcile failed");
+    );
+    tokio::spawn(forget_deleted(
+        controller.store(),
+        context.clone(),
+        shutdown.clone(),
+    ));
+    controller
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .reconcile_on(woken)
+        .owns_stream(services_stream)
+        .owns_stream(slices_stream)
+        .owns_stream(endpoints_stream)
+        .owns_stream(ingresses_stream)
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(error = %crate::telemetry::chain(&error), "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// Drops what the engine and the status memo hold for resources that are gone.
+async fn forget_deleted(
+    resources: Store<ExternalService>,
+    context: Arc<Context>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(FORGET_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
         }
+        let live = resources.state();
+        let keys: HashSet<ServiceKey> = live.iter().filter_map(|cr| service_key(cr).ok()).collect();
+        context.engine.retain(&keys);
+        let uids: HashSet<String> = live.iter().filter_map(|cr| cr.uid()).collect();
+        if let Ok(mut written) = context.written.lock() {
+            written.retain(|uid, _| uids.contains(uid));
+        }
+    }
+}
+
+/// The validated name of a resource, as the probe engine keys services.
+fn service_key(cr: &ExternalService) -> Result<ServiceKey, crate::domain::Invalid> {
+    Ok(ServiceKey {
+        namespace: DnsLabel::parse(&cr.namespace().unwrap_or_default())?,
+        name: ServiceName::parse(&cr.name_any())?,
     })
-    .await;
+}
+
+/// What the last published status said of each IP, to seed new probe targets so that a
+/// restart does not flap addresses.
+fn published_readiness(status: Option<&ExternalServiceStatus>) -> BTreeMap<IpAddr, bool> {
+    status
+        .map(|s| {
+            s.addresses
+                .iter()
+                .filter_map(|a| Some((a.address.parse().ok()?, a.ready)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A cache of the objects of one kind labelled as ours, and the stream that fills it.
@@ -224,10 +295,18 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
 
     // A spec made with kubectl passes the CRD's schema but may still break a rule the
     // schema cannot express; the children then stay as they were.
-    let spec = match ServiceSpec::parse(&cr.spec) {
-        Ok(spec) => spec,
+    let parsed = service_key(&cr)
+        .map_err(|e| format!("/metadata/name: {e}: it names the Service too"))
+        .and_then(|key| {
+            Ok((
+                key,
+                ServiceSpec::parse(&cr.spec).map_err(|e| e.to_string())?,
+            ))
+        });
+    let (key, spec) = match parsed {
+        Ok(parsed) => parsed,
         Err(errors) => {
-            let status = invalid_status(previous, generation, errors.to_string(), &now);
+            let status = invalid_status(previous, generation, errors.clone(), &now);
             if context.write_status(&cr, &owner, status).await? {
                 context
                     .event(
@@ -253,7 +332,15 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         })
         .collect();
     let resolutions = context.resolver.resolve(&names).await;
-    let published = publish(&spec, &resolutions, &Health::new());
+    // The probe engine learns the targets first, so that the readiness read next already
+    // counts a new address with checks as not ready.
+    let addresses = publish(&spec, &resolutions, &Health::new()).addresses;
+    let targets = probe_targets(&spec, addresses.iter().map(|a| (a.ip, &a.ports)));
+    let ips = addresses.iter().map(|a| a.ip).collect();
+    context
+        .engine
+        .set_targets(&key, ips, targets, &published_readiness(previous));
+    let published = publish(&spec, &resolutions, &context.engine.readiness(&key));
 
     let applied = context
         .apply_children(&owner, &spec, &published.addresses)
@@ -460,7 +547,12 @@ impl Context {
         owner: &Owner,
         status: ExternalServiceStatus,
     ) -> Result<bool, Error> {
-        if cr.status.as_ref() == Some(&status) {
+        let uid = owner.reference.uid.clone();
+        let already_written = self
+            .written
+            .lock()
+            .is_ok_and(|w| w.get(&uid) == Some(&status));
+        if cr.status.as_ref() == Some(&status) || already_written {
             return Ok(false);
         }
         let patch = serde_json::json!({"apiVersion": API_VERSION, "kind": KIND, "status": status});
@@ -477,6 +569,9 @@ impl Context {
         })?;
         self.metrics
             .count_write(Kind::ExternalServiceStatus, Operation::Apply);
+        if let Ok(mut written) = self.written.lock() {
+            written.insert(uid, status);
+        }
         Ok(true)
     }
 

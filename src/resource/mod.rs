@@ -3,6 +3,7 @@
 //! parses them into validated values.
 
 mod document;
+mod health;
 mod legacy;
 mod spec;
 mod status;
@@ -10,6 +11,10 @@ mod status;
 pub use document::{
     DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceList, ListMetadata,
     Origin,
+};
+pub use health::{
+    AddressHealth, CheckHealth, HealthHistory, HealthList, HealthState, HealthTransition,
+    ProbeResult, ServiceHealth,
 };
 pub use legacy::{LegacyDocument, is_legacy};
 pub use spec::{

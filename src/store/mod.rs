@@ -1,5 +1,6 @@
 //! PostgreSQL: the only place that speaks SQL.
 
+mod health;
 mod mirror;
 mod services;
 
@@ -40,6 +41,10 @@ pub enum StoreError {
     RecordChange(#[source] sqlx::Error),
     #[error("could not read or clear the outbox")]
     ReadOutbox(#[source] sqlx::Error),
+    #[error("could not write health")]
+    WriteHealth(#[source] sqlx::Error),
+    #[error("could not read health")]
+    ReadHealth(#[source] sqlx::Error),
     #[error("a stored document does not decode")]
     DecodeDocument(#[source] serde_json::Error),
 }

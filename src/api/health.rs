@@ -1,0 +1,203 @@
+//! Health over the API, as the leader's probe engine last published it (a couple of
+//! seconds old at most), from whichever replica answers.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::resource::{HealthHistory, HealthList, ServiceHealth};
+use crate::store::{Store, StoreError};
+
+use super::services::{decode_continue, encode_continue, existing_key};
+use super::{ApiError, Problem};
+
+const DEFAULT_HISTORY: i64 = 20;
+const MAX_HISTORY: i64 = 50;
+const MAX_LIST: i64 = 500;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/namespaces/{namespace}/external-services/{name}/health")
+            .route(web::get().to(get_health))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/namespaces/{namespace}/external-services/{name}/health/history")
+            .route(web::get().to(get_health_history))
+            .default_service(web::to(super::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/v1/health")
+            .route(web::get().to(list_health))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// Checks that the registration exists; health of an unknown name is a 404.
+async fn registered(store: &Store, namespace: &str, name: &str) -> Result<(), ApiError> {
+    existing_key(namespace, name)?;
+    match store.find_service(namespace, name).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(ApiError::from_store(StoreError::NotFound, namespace, name)),
+        Err(error) => Err(ApiError::Store(error)),
+    }
+}
+
+/// Health of an external service
+///
+/// Per address and per check: state, last result and its error, latency, consecutive
+/// successes and failures, last probe and last transition times; plus ready/total
+/// counts. Empty until the probe engine has reported on the service.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/external-services/{name}/health",
+    tag = "health",
+    params(
+        ("namespace" = String, Path, description = "Namespace of the service"),
+        ("name" = String, Path, description = "Name of the service"),
+    ),
+    responses(
+        (status = 200, description = "The service's health", body = ServiceHealth),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_health(
+    path: web::Path<(String, String)>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let (namespace, name) = path.into_inner();
+    registered(&store, &namespace, &name).await?;
+    let health = store
+        .health(&namespace, &name)
+        .await
+        .map_err(ApiError::Store)?;
+    Ok(HttpResponse::Ok().json(health.unwrap_or(ServiceHealth {
+        namespace,
+        name,
+        ..ServiceHealth::default()
+    })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Transitions per address, newest first: 1-50 (default 20).
+    limit: Option<String>,
+}
+
+/// Readiness transitions of an external service
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{namespace}/external-services/{name}/health/history",
+    tag = "health",
+    params(
+        ("namespace" = String, Path, description = "Namespace of the service"),
+        ("name" = String, Path, description = "Name of the service"),
+        HistoryParams,
+    ),
+    responses(
+        (status = 200, description = "The last transitions of each address, newest first", body = HealthHistory),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_health_history(
+    path: web::Path<(String, String)>,
+    params: web::Query<HistoryParams>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let (namespace, name) = path.into_inner();
+    let limit = limit(params.limit.as_deref(), DEFAULT_HISTORY, MAX_HISTORY)?;
+    registered(&store, &namespace, &name).await?;
+    let transitions = store
+        .health_history(&namespace, &name, limit)
+        .await
+        .map_err(ApiError::Store)?;
+    Ok(HttpResponse::Ok().json(HealthHistory {
+        namespace,
+        name,
+        transitions,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListHealthParams {
+    /// `unready`: only services with an address that is not ready; `all` (default).
+    state: Option<String>,
+    /// Only this namespace.
+    namespace: Option<String>,
+    /// Items per page, 1-500 (default 500).
+    limit: Option<String>,
+    /// The `continue` of the previous page.
+    #[serde(rename = "continue")]
+    #[param(rename = "continue")]
+    continue_token: Option<String>,
+}
+
+/// Health of every external service
+///
+/// With `state=unready`, the services that have an address that is not ready.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    params(ListHealthParams),
+    responses(
+        (status = 200, description = "Health reports, in namespace and name order", body = HealthList),
+        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_health(
+    params: web::Query<ListHealthParams>,
+    store: web::Data<Store>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let unready = match params.state.as_deref() {
+        None | Some("all") => false,
+        Some("unready") => true,
+        Some(_) => {
+            return Err(ApiError::BadParameter {
+                parameter: "state",
+                detail: "must be unready or all".to_owned(),
+            });
+        }
+    };
+    let limit = limit(params.limit.as_deref(), MAX_LIST, MAX_LIST)?;
+    let after = params
+        .continue_token
+        .as_deref()
+        .map(decode_continue)
+        .transpose()?;
+    let mut items = store
+        .list_health(params.namespace.as_deref(), unready, after, limit + 1)
+        .await
+        .map_err(ApiError::Store)?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let continue_token = more
+        .then(|| {
+            items
+                .last()
+                .map(|last| encode_continue(&last.namespace, &last.name))
+        })
+        .flatten();
+    Ok(HttpResponse::Ok().json(HealthList {
+        items,
+        continue_token,
+    }))
+}
+
+fn limit(value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| ApiError::BadParameter {
+                parameter: "limit",
+                detail: format!("must be a whole number between 1 and {max}"),
+            }),
+    }
+}

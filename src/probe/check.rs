@@ -1,0 +1,154 @@
+//! Running one probe: a fresh connection every time (a kept-alive one would hide a dead
+//! backend), bounded by the check's timeout.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::TcpStream;
+
+use crate::domain::Probe;
+pub use crate::metrics::Outcome as Class;
+
+use super::state::Outcome;
+use super::target::ProbeTarget;
+use super::{grpc, http};
+
+/// Why a probe failed; its `Display` is what users read in the health API.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("timeout after {}", seconds(*.0))]
+    Timeout(Duration),
+    #[error("connection refused")]
+    Refused,
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// The server answered, with a status not in `expectedStatuses`.
+    #[error("status {0}")]
+    Status(u16),
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// A gRPC health answer other than SERVING, or a gRPC error.
+    #[error("{0}")]
+    Grpc(String),
+}
+
+fn seconds(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{:.1}s", duration.as_secs_f64())
+    }
+}
+
+impl ProbeError {
+    pub fn class(&self) -> Class {
+        match self {
+            Self::Status(_) | Self::Grpc(_) => Class::Failure,
+            Self::Timeout(_) => Class::Timeout,
+            _ => Class::Error,
+        }
+    }
+}
+
+/// Kind of check, for metrics.
+pub fn kind(probe: &Probe) -> &'static str {
+    match probe {
+        Probe::Http(http) if http.tls.is_some() => "https",
+        Probe::Http(_) => "http",
+        Probe::Tcp { .. } => "tcp",
+        Probe::Grpc { .. } => "grpc",
+    }
+}
+
+/// TLS settings shared by every HTTPS probe.
+#[derive(Clone)]
+pub struct Tls {
+    pub verified: Arc<rustls::ClientConfig>,
+    pub unverified: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    /// Verification against the system's trusted roots; certificates the system store
+    /// cannot parse are skipped rather than failing every probe.
+    pub fn from_system_roots() -> Result<Self, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        Self::with_roots(roots)
+    }
+
+    pub fn with_roots(roots: rustls::RootCertStore) -> Result<Self, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verified = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let unverified = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(http::AcceptAnyCertificate(provider)))
+            .with_no_client_auth();
+        Ok(Self {
+            verified: Arc::new(verified),
+            unverified: Arc::new(unverified),
+        })
+    }
+}
+
+/// Runs one probe of `target`.
+pub async fn run(target: &ProbeTarget, tls: &Tls) -> (Outcome, Class) {
+    let timeout = target.check.timing.timeout();
+    let address = SocketAddr::new(target.ip, target.port);
+    let started = Instant::now();
+    let at = SystemTime::now();
+    let result = match tokio::time::timeout(timeout, probe(address, &target.check.probe, tls)).await
+    {
+        Ok(result) => result,
+        Err(_) => Err(ProbeError::Timeout(timeout)),
+    };
+    let latency = started.elapsed();
+    let class = result
+        .as_ref()
+        .map_or_else(ProbeError::class, |()| Class::Success);
+    let outcome = Outcome {
+        success: result.is_ok(),
+        error: result.err().map(|e| e.to_string()),
+        latency,
+        at,
+    };
+    (outcome, class)
+}
+
+async fn probe(address: SocketAddr, probe: &Probe, tls: &Tls) -> Result<(), ProbeError> {
+    match probe {
+        Probe::Tcp { .. } => connect(address).await.map(drop),
+        Probe::Http(check) => http::probe(address, check, tls).await,
+        Probe::Grpc { service, .. } => grpc::probe(address, service.as_deref()).await,
+    }
+}
+
+pub(super) async fn connect(address: SocketAddr) -> Result<TcpStream, ProbeError> {
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => ProbeError::Refused,
+            _ => ProbeError::Connect(e),
+        })?;
+    // Requests are written whole; no point waiting for more.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// `ip:port` as a URL authority (IPv6 in brackets).
+pub(super) fn authority(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}

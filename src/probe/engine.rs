@@ -1,0 +1,470 @@
+//! One scheduler for every (service, address, check), with bounded concurrency.
+//!
+//! The controller tells the engine which targets a service has (`set_targets`) and reads
+//! readiness back (`readiness`); both go through one table, so a reconcile sees at once
+//! that a new address with checks is not ready yet. The scheduler task only times and
+//! runs probes. A readiness change of an address wakes the controller for that service
+//! alone; the engine itself never writes to Kubernetes.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::ServiceKey;
+use crate::metrics::Metrics;
+use crate::resource::{
+    AddressHealth, CheckHealth, HealthState, HealthTransition, ProbeResult, ServiceHealth,
+};
+
+use super::check::{self, Class, Tls};
+use super::state::{CheckState, Outcome, address_state};
+use super::target::ProbeTarget;
+
+/// Probes running at once, at most.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// A handle on the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    schedule: mpsc::UnboundedSender<Schedule>,
+}
+
+struct Shared {
+    services: Mutex<HashMap<ServiceKey, ServiceState>>,
+    /// Services whose report changed since the publisher last looked.
+    dirty: Mutex<HashSet<ServiceKey>>,
+    transitions: Mutex<Vec<(ServiceKey, HealthTransition)>>,
+    wake: mpsc::UnboundedSender<ServiceKey>,
+    metrics: Metrics,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct ServiceState {
+    /// Every published address, checked or not, in order.
+    addresses: Vec<IpAddr>,
+    checks: BTreeMap<(IpAddr, String), Tracked>,
+    updated_at: Option<SystemTime>,
+}
+
+struct Tracked {
+    /// Identifies this target in the scheduler; a changed definition gets a new one.
+    id: u64,
+    target: ProbeTarget,
+    state: CheckState,
+}
+
+/// What the scheduler is told to do.
+enum Schedule {
+    Add {
+        id: u64,
+        key: ServiceKey,
+        target: ProbeTarget,
+        first: Instant,
+    },
+    Remove {
+        id: u64,
+    },
+}
+
+impl Engine {
+    /// Starts the scheduler. The returned receiver yields a service each time one of its
+    /// addresses changes readiness.
+    pub fn start(
+        tls: Tls,
+        max_in_flight: usize,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> (Self, mpsc::UnboundedReceiver<ServiceKey>) {
+        let (wake, woken) = mpsc::unbounded_channel();
+        let (schedule, scheduled) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            services: Mutex::default(),
+            dirty: Mutex::default(),
+            transitions: Mutex::default(),
+            wake,
+            metrics,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        });
+        let scheduler = Scheduler {
+            shared: shared.clone(),
+            tls,
+            permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            targets: HashMap::new(),
+            due: BinaryHeap::new(),
+        };
+        tokio::spawn(scheduler.run(scheduled, shutdown));
+        (Self { shared, schedule }, woken)
+    }
+
+    /// Sets the addresses and targets of a service. Unchanged targets keep their state and
+    /// timing; new ones start from `seed` (the readiness last published, so a restart does
+    /// not flap) or unknown, and wait `initialDelaySeconds` unless seeded.
+    pub fn set_targets(
+        &self,
+        key: &ServiceKey,
+        addresses: Vec<IpAddr>,
+        targets: Vec<ProbeTarget>,
+        seed: &BTreeMap<IpAddr, bool>,
+    ) {
+        let mut ops = Vec::new();
+        let now = Instant::now();
+        {
+            let mut services = lock(&self.shared.services);
+            let service = services.entry(key.clone()).or_default();
+            let before = readiness_of(service);
+            let mut wanted: BTreeMap<(IpAddr, String), ProbeTarget> = targets
+                .into_iter()
+                .map(|t| ((t.ip, t.check.name.to_string()), t))
+                .collect();
+            service
+                .checks
+                .retain(|identity, tracked| match wanted.get(identity) {
+                    Some(target) if *target == tracked.target => {
+                        wanted.remove(identity);
+                        true
+                    }
+                    _ => {
+                        ops.push(Schedule::Remove { id: tracked.id });
+                        false
+                    }
+                });
+            for (identity, target) in wanted {
+                let seeded = seed.get(&target.ip).copied();
+                let id = self
+                    .shared
+                    .next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let timing = target.check.timing;
+                let delay = if seeded.is_some() {
+                    Duration::ZERO
+                } else {
+                    timing.initial_delay()
+                };
+                // Spread first probes over a period so that many targets do not fire together.
+                let jitter = timing.period().mul_f64(fastrand::f64());
+                ops.push(Schedule::Add {
+                    id,
+                    key: key.clone(),
+                    target: target.clone(),
+                    first: now + delay + jitter,
+                });
+                service.checks.insert(
+                    identity,
+                    Tracked {
+                        id,
+                        target,
+                        state: CheckState::new(seeded),
+                    },
+                );
+            }
+            service.addresses = addresses;
+            if readiness_of(service) != before || !ops.is_empty() {
+                service.updated_at = Some(SystemTime::now());
+                lock(&self.shared.dirty).insert(key.clone());
+            }
+            self.shared
+                .metrics
+                .set_addresses(key, ready_count(service), service.addresses.len());
+        }
+        for op in ops {
+            // The scheduler only stops with the engine.
+            let _ = self.schedule.send(op);
+        }
+    }
+
+    /// Forgets every service not in `keep` (deleted resources).
+    pub fn retain(&self, keep: &HashSet<ServiceKey>) {
+        let mut services = lock(&self.shared.services);
+        let gone: Vec<ServiceKey> = services
+            .keys()
+            .filter(|k| !keep.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(service) = services.remove(&key) {
+                for tracked in service.checks.values() {
+                    let _ = self.schedule.send(Schedule::Remove { id: tracked.id });
+                }
+            }
+            self.shared.metrics.forget_service(&key);
+            lock(&self.shared.dirty).remove(&key);
+        }
+    }
+
+    /// Readiness of each address of a service: ready when every check on it is ready.
+    pub fn readiness(&self, key: &ServiceKey) -> BTreeMap<IpAddr, bool> {
+        lock(&self.shared.services)
+            .get(key)
+            .map(readiness_of)
+            .unwrap_or_default()
+    }
+
+    /// The current report of a service.
+    pub fn report(&self, key: &ServiceKey) -> Option<ServiceHealth> {
+        lock(&self.shared.services)
+            .get(key)
+            .map(|service| report(key, service))
+    }
+
+    /// Reports that changed since the last call.
+    pub fn take_changed_reports(&self) -> Vec<ServiceHealth> {
+        let keys: Vec<ServiceKey> = lock(&self.shared.dirty).drain().collect();
+        let services = lock(&self.shared.services);
+        keys.iter()
+            .filter_map(|key| services.get(key).map(|service| report(key, service)))
+            .collect()
+    }
+
+    /// Transitions since the last call, oldest first.
+    pub fn take_transitions(&self) -> Vec<(ServiceKey, HealthTransition)> {
+        std::mem::take(&mut *lock(&self.shared.transitions))
+    }
+}
+
+/// A poisoned lock only means a panic elsewhere; the table itself stays consistent
+/// because every update is a single assignment.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn readiness_of(service: &ServiceState) -> BTreeMap<IpAddr, bool> {
+    service
+        .addresses
+        .iter()
+        .map(|ip| {
+            (
+                *ip,
+                address_state(checks_of(service, *ip)) == HealthState::Ready,
+            )
+        })
+        .collect()
+}
+
+fn checks_of(service: &ServiceState, ip: IpAddr) -> impl Iterator<Item = &CheckState> {
+    service
+        .checks
+        .iter()
+        .filter(move |((at, _), _)| *at == ip)
+        .map(|(_, t)| &t.state)
+}
+
+fn ready_count(service: &ServiceState) -> usize {
+    readiness_of(service)
+        .values()
+        .filter(|ready| **ready)
+        .count()
+}
+
+fn timestamp(time: SystemTime) -> String {
+    DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn report(key: &ServiceKey, service: &ServiceState) -> ServiceHealth {
+    let addresses: Vec<AddressHealth> = service
+        .addresses
+        .iter()
+        .map(|ip| AddressHealth {
+            address: ip.to_string(),
+            state: address_state(checks_of(service, *ip)),
+            checks: service
+                .checks
+                .iter()
+                .filter(|((at, _), _)| at == ip)
+                .map(|((_, name), tracked)| {
+                    let state = &tracked.state;
+                    let last = state.last.as_ref();
+                    CheckHealth {
+                        name: name.clone(),
+                        port: tracked.target.port,
+                        state: state.state,
+                        last_result: last.map(|l| {
+                            if l.success {
+                                ProbeResult::Success
+                            } else {
+                                ProbeResult::Failure
+                            }
+                        }),
+                        last_error: last.and_then(|l| l.error.clone()),
+                        last_latency_ms: last
+                            .map(|l| (l.latency.as_secs_f64() * 1e6).round() / 1e3),
+                        consecutive_successes: state.consecutive_successes,
+                        consecutive_failures: state.consecutive_failures,
+                        last_probe_time: last.map(|l| timestamp(l.at)),
+                        last_transition_time: state.last_transition.map(timestamp),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    ServiceHealth {
+        namespace: key.namespace.to_string(),
+        name: key.name.to_string(),
+        ready_addresses: addresses
+            .iter()
+            .filter(|a| a.state == HealthState::Ready)
+            .count() as u32,
+        total_addresses: addresses.len() as u32,
+        addresses,
+        updated_at: service.updated_at.map(timestamp),
+    }
+}
+
+struct Scheduler {
+    shared: Arc<Shared>,
+    tls: Tls,
+    permits: Arc<Semaphore>,
+    targets: HashMap<u64, (ServiceKey, ProbeTarget)>,
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+}
+
+/// A finished probe, sent back by the task that ran it.
+struct Finished {
+    id: u64,
+    started: Instant,
+    outcome: Outcome,
+    class: Class,
+}
+
+impl Scheduler {
+    async fn run(
+        mut self,
+        mut scheduled: mpsc::UnboundedReceiver<Schedule>,
+        shutdown: CancellationToken,
+    ) {
+        let (done, mut finished) = mpsc::unbounded_channel::<Finished>();
+        loop {
+            self.launch_due(&done);
+            let next = self.due.peek().map(|Reverse((at, _))| *at);
+            let can_launch = self.permits.available_permits() > 0;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                op = scheduled.recv() => match op {
+                    Some(Schedule::Add { id, key, target, first }) => {
+                        self.targets.insert(id, (key, target));
+                        self.due.push(Reverse((first, id)));
+                    }
+                    Some(Schedule::Remove { id }) => {
+                        // Its heap entry is skipped when it comes up.
+                        self.targets.remove(&id);
+                    }
+                    None => return,
+                },
+                Some(result) = finished.recv() => self.record(result),
+                () = sleep_until(next), if can_launch && next.is_some() => {}
+            }
+        }
+    }
+
+    /// Starts every target that is due, as far as permits go.
+    fn launch_due(&mut self, done: &mpsc::UnboundedSender<Finished>) {
+        let now = Instant::now();
+        while let Some(Reverse((at, id))) = self.due.peek().copied() {
+            if at > now {
+                return;
+            }
+            let Some((_, target)) = self.targets.get(&id) else {
+                self.due.pop();
+                continue;
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                return;
+            };
+            self.due.pop();
+            spawn_probe(id, target.clone(), self.tls.clone(), permit, done.clone());
+        }
+    }
+
+    fn record(&mut self, finished: Finished) {
+        let Some((key, target)) = self.targets.get(&finished.id) else {
+            return; // removed while it ran
+        };
+        let timing = target.check.timing;
+        // Period from start to start, so a slow probe does not push the schedule back.
+        self.due
+            .push(Reverse((finished.started + timing.period(), finished.id)));
+        let kind = check::kind(&target.check.probe);
+        self.shared
+            .metrics
+            .observe_probe(kind, finished.class, finished.outcome.latency);
+
+        let mut services = lock(&self.shared.services);
+        let Some(service) = services.get_mut(key) else {
+            return;
+        };
+        let identity = (target.ip, target.check.name.to_string());
+        let before = address_state(checks_of(service, target.ip));
+        let Some(tracked) = service
+            .checks
+            .get_mut(&identity)
+            .filter(|t| t.id == finished.id)
+        else {
+            return;
+        };
+        let error = finished.outcome.error.clone();
+        let at = finished.outcome.at;
+        let change = tracked.state.record(
+            finished.outcome,
+            timing.success_threshold(),
+            timing.failure_threshold(),
+        );
+        if let Some(change) = change {
+            lock(&self.shared.transitions).push((
+                key.clone(),
+                HealthTransition {
+                    address: target.ip.to_string(),
+                    check: identity.1.clone(),
+                    from: change.from,
+                    to: change.to,
+                    error,
+                    time: timestamp(at),
+                },
+            ));
+        }
+        service.updated_at = Some(SystemTime::now());
+        lock(&self.shared.dirty).insert(key.clone());
+        if address_state(checks_of(service, target.ip)) != before {
+            self.shared
+                .metrics
+                .set_addresses(key, ready_count(service), service.addresses.len());
+            let _ = self.shared.wake.send(key.clone());
+        }
+    }
+}
+
+fn spawn_probe(
+    id: u64,
+    target: ProbeTarget,
+    tls: Tls,
+    permit: OwnedSemaphorePermit,
+    done: mpsc::UnboundedSender<Finished>,
+) {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let (outcome, class) = check::run(&target, &tls).await;
+        drop(permit);
+        let _ = done.send(Finished {
+            id,
+            started,
+            outcome,
+            class,
+        });
+    });
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

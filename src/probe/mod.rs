@@ -1,0 +1,15 @@
+//! The probe engine: HTTP(S), TCP and gRPC checks on every address, kubelet's threshold
+//! semantics, and the health table the controller reads readiness from.
+
+mod check;
+mod engine;
+mod grpc;
+mod http;
+mod publisher;
+mod state;
+mod target;
+
+pub use check::Tls;
+pub use engine::{DEFAULT_MAX_IN_FLIGHT, Engine};
+pub use publisher::publish;
+pub use target::{ProbeTarget, probe_targets};

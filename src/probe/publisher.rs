@@ -1,0 +1,46 @@
+//! Publishes the engine's health to PostgreSQL, where every replica's API reads it.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::ServiceKey;
+use crate::resource::HealthTransition;
+use crate::store::Store;
+
+use super::Engine;
+
+/// How stale the health API may be.
+const INTERVAL: Duration = Duration::from_secs(2);
+/// Transitions held back while the database is unreachable, at most.
+const MAX_PENDING: usize = 100_000;
+
+/// Writes changed reports and new transitions every couple of seconds, and once more
+/// when `shutdown` is cancelled.
+pub async fn publish(engine: Engine, store: Store, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    let mut pending: Vec<(ServiceKey, HealthTransition)> = Vec::new();
+    loop {
+        let last = tokio::select! {
+            () = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        // A report that fails to be written is written again with the next probe's
+        // change; transitions happen once, so they wait here until they are stored.
+        if let Err(error) = store.record_health(&engine.take_changed_reports()).await {
+            tracing::warn!(error = %crate::telemetry::chain(&error), "could not publish health");
+        }
+        pending.extend(engine.take_transitions());
+        match store.record_transitions(&pending).await {
+            Ok(()) => pending.clear(),
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::chain(&error), "could not record health transitions");
+                let excess = pending.len().saturating_sub(MAX_PENDING);
+                pending.drain(..excess);
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
