@@ -11,7 +11,13 @@ pub struct TestApp {
 
 /// Starts the application on a free port against a fresh database.
 pub async fn spawn_app() -> TestApp {
-    extsvc::telemetry::init(false);
+    // Logs go through the test harness, shown only for failing tests.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
     let database_url = crate::postgres::fresh_database().await;
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),

@@ -50,7 +50,13 @@ pub async fn start_operator(
     database_url: &str,
     identity: &str,
 ) -> TestOperator {
-    extsvc::telemetry::init(false);
+    // Logs go through the test harness, shown only for failing tests.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
         database_url: Secret::new(database_url),
@@ -151,6 +157,31 @@ impl TestOperator {
             .expect("GET answers");
         let status = response.status();
         (status, response.json().await.unwrap_or_default())
+    }
+
+    /// `GET .../health` of a service.
+    pub async fn health(&self, name: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/health", self.item(name)))
+            .send()
+            .await
+            .expect("GET answers");
+        let status = response.status();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// `GET .../health/history` of a service.
+    pub async fn health_history(&self, name: &str) -> Value {
+        let url = format!("{}/health/history", self.item(name));
+        self.http
+            .get(url)
+            .send()
+            .await
+            .expect("GET answers")
+            .json()
+            .await
+            .unwrap_or_default()
     }
 
     pub fn api<K>(&self) -> Api<K>

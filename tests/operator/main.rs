@@ -5,13 +5,17 @@
 
 #[path = "../support/controlplane.rs"]
 mod controlplane;
+#[path = "../support/netns.rs"]
+mod netns;
 #[path = "../support/postgres.rs"]
 mod postgres;
 
+mod backend;
 mod helpers;
 
 mod children;
 mod cluster_made;
+mod health;
 mod outage;
 mod repair;
 mod replicas;
