@@ -174,10 +174,12 @@ impl Engine {
             self.shared
                 .metrics
                 .set_addresses(key, ready_count(service), service.addresses.len());
-        }
-        for op in ops {
-            // The scheduler only stops with the engine.
-            let _ = self.schedule.send(op);
+            // Sent under the lock: a `retain` racing this call must find its Remove queued
+            // after our Add, or the scheduler would keep a target nobody owns.
+            for op in ops {
+                // The scheduler only stops with the engine.
+                let _ = self.schedule.send(op);
+            }
         }
     }
 
@@ -386,29 +388,32 @@ impl Scheduler {
     }
 
     fn record(&mut self, finished: Finished) {
-        let Some((key, target)) = self.targets.get(&finished.id) else {
+        let Some((key, target)) = self.targets.get(&finished.id).cloned() else {
             return; // removed while it ran
         };
-        let timing = target.check.timing;
-        // Period from start to start, so a slow probe does not push the schedule back.
-        self.due
-            .push(Reverse((finished.started + timing.period(), finished.id)));
         let kind = check::kind(&target.check.probe);
         self.shared
             .metrics
             .observe_probe(kind, finished.class, finished.outcome.latency);
+        let timing = target.check.timing;
 
         let mut services = lock(&self.shared.services);
-        let Some(service) = services.get_mut(key) else {
+        let identity = (target.ip, target.check.name.to_string());
+        let owned = services
+            .get(&key)
+            .and_then(|service| service.checks.get(&identity))
+            .is_some_and(|tracked| tracked.id == finished.id);
+        let Some(service) = services.get_mut(&key).filter(|_| owned) else {
+            // The table no longer has this target: never probe it again.
+            self.targets.remove(&finished.id);
             return;
         };
-        let identity = (target.ip, target.check.name.to_string());
-        let before = address_state(checks_of(service, target.ip));
-        let Some(tracked) = service
-            .checks
-            .get_mut(&identity)
-            .filter(|t| t.id == finished.id)
-        else {
+        // Period from start to start, so a slow probe does not push the schedule back.
+        self.due
+            .push(Reverse((finished.started + timing.period(), finished.id)));
+
+        let was_ready = address_state(checks_of(service, target.ip)) == HealthState::Ready;
+        let Some(tracked) = service.checks.get_mut(&identity) else {
             return;
         };
         let error = finished.outcome.error.clone();
@@ -423,7 +428,7 @@ impl Scheduler {
                 key.clone(),
                 HealthTransition {
                     address: target.ip.to_string(),
-                    check: identity.1.clone(),
+                    check: identity.1,
                     from: change.from,
                     to: change.to,
                     error,
@@ -433,11 +438,14 @@ impl Scheduler {
         }
         service.updated_at = Some(SystemTime::now());
         lock(&self.shared.dirty).insert(key.clone());
-        if address_state(checks_of(service, target.ip)) != before {
+        // Only readiness matters to the controller; unknown and not ready look the same
+        // in an EndpointSlice.
+        let is_ready = address_state(checks_of(service, target.ip)) == HealthState::Ready;
+        if is_ready != was_ready {
             self.shared
                 .metrics
-                .set_addresses(key, ready_count(service), service.addresses.len());
-            let _ = self.shared.wake.send(key.clone());
+                .set_addresses(&key, ready_count(service), service.addresses.len());
+            let _ = self.shared.wake.send(key);
         }
     }
 }

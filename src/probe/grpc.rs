@@ -88,6 +88,7 @@ fn check_grpc_status(headers: &http::HeaderMap) -> Result<(), ProbeError> {
             let message = headers
                 .get("grpc-message")
                 .and_then(|v| v.to_str().ok())
+                .map(percent_decode)
                 .unwrap_or_default();
             Err(ProbeError::Grpc(
                 format!("gRPC status {code} {message}")
@@ -96,6 +97,27 @@ fn check_grpc_status(headers: &http::HeaderMap) -> Result<(), ProbeError> {
             ))
         }
     }
+}
+
+/// `grpc-message` arrives percent-encoded (gRPC over HTTP/2: "service%20not%20registered").
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// `HealthCheckRequest { string service = 1; }`
@@ -185,6 +207,16 @@ mod tests {
         assert_eq!(encode_request(""), Vec::<u8>::new());
         assert_eq!(encode_request("db"), [0x0a, 2, b'd', b'b']);
         assert_eq!(&frame(&[0x0a, 0])[..], [0, 0, 0, 0, 2, 0x0a, 0]);
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_decoded() {
+        assert_eq!(
+            percent_decode("service%20not%20registered"),
+            "service not registered"
+        );
+        assert_eq!(percent_decode("caf%C3%A9 100%"), "café 100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 
     #[test]

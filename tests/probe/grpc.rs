@@ -1,0 +1,104 @@
+//! gRPC checks against a real `grpc.health.v1.Health` server (tonic-health).
+
+use std::collections::BTreeMap;
+
+use extsvc::resource::{HealthState, ProbeResult};
+use serde_json::json;
+
+use crate::helpers::{LOCALHOST, Probing, fast, key, targets, within};
+use crate::servers::GrpcHealthServer;
+
+#[tokio::test]
+async fn a_grpc_check_follows_the_serving_status_of_its_service() {
+    within(40, async {
+        let server = GrpcHealthServer::start().await;
+        server.set("db", true).await;
+        let probing = Probing::start();
+        let svc = key("grpc");
+        let check = json!({"name": "db", "grpc": {"port": "web", "service": "db"}});
+        probing.watch(
+            &svc,
+            LOCALHOST,
+            targets(LOCALHOST, server.port, vec![fast(check)]),
+        );
+
+        let serving = probing
+            .until_check(&svc, LOCALHOST, "db", "SERVING", |c| {
+                c.state == HealthState::Ready
+            })
+            .await;
+        assert_eq!(serving.last_result, Some(ProbeResult::Success));
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(LOCALHOST, true)])
+        );
+
+        server.set("db", false).await;
+        let down = probing
+            .until_check(&svc, LOCALHOST, "db", "NOT_SERVING", |c| {
+                c.state == HealthState::NotReady
+            })
+            .await;
+        assert_eq!(down.last_error.as_deref(), Some("NOT_SERVING"));
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(LOCALHOST, false)])
+        );
+
+        server.set("db", true).await;
+        probing
+            .until_check(&svc, LOCALHOST, "db", "SERVING again", |c| {
+                c.state == HealthState::Ready
+            })
+            .await;
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(LOCALHOST, true)])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_grpc_check_on_the_whole_server_passes_and_on_an_unknown_service_fails() {
+    within(30, async {
+        let server = GrpcHealthServer::start().await;
+        let probing = Probing::start();
+        let whole = key("grpc-whole");
+        let check = json!({"name": "server", "grpc": {"port": "web"}});
+        probing.watch(
+            &whole,
+            LOCALHOST,
+            targets(LOCALHOST, server.port, vec![fast(check)]),
+        );
+        let unknown = key("grpc-unknown");
+        let check = json!({"name": "nope", "grpc": {"port": "web", "service": "nope"}});
+        probing.watch(
+            &unknown,
+            LOCALHOST,
+            targets(LOCALHOST, server.port, vec![fast(check)]),
+        );
+
+        probing
+            .until_check(&whole, LOCALHOST, "server", "the empty service", |c| {
+                c.state == HealthState::Ready
+            })
+            .await;
+        let failed = probing
+            .until_check(&unknown, LOCALHOST, "nope", "an unknown service", |c| {
+                c.last_result.is_some()
+            })
+            .await;
+        assert_eq!(failed.state, HealthState::NotReady);
+        assert_eq!(
+            failed.last_error.as_deref(),
+            Some("gRPC status 5 service not registered"),
+            "the server's grpc-message, percent-decoded"
+        );
+        assert_eq!(
+            probing.engine.readiness(&unknown),
+            BTreeMap::from([(LOCALHOST, false)])
+        );
+    })
+    .await;
+}

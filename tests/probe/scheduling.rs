@@ -1,0 +1,265 @@
+//! The scheduler: changing targets leaves the others alone, first probes are spread over
+//! the period, and no more probes run at once than allowed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use extsvc::probe::Tls;
+use extsvc::resource::HealthState;
+use serde_json::json;
+
+use crate::helpers::{
+    LOCALHOST, PATIENCE, Probing, check_names, eventually, fast, find_check, key, targets, within,
+};
+use crate::servers::HttpServer;
+
+#[tokio::test]
+async fn changing_targets_keeps_unchanged_checks_running_without_a_reset() {
+    within(40, async {
+        let server = HttpServer::start(200).await;
+        let probing = Probing::start();
+        let svc = key("changing");
+        let check = |name: &str| {
+            fast(json!({"name": name, "http": {"port": "web", "path": format!("/{name}")}}))
+        };
+        probing.watch(
+            &svc,
+            LOCALHOST,
+            targets(LOCALHOST, server.port, vec![check("a"), check("b")]),
+        );
+        let before = probing
+            .until(&svc, "a twice, b once", |r| {
+                find_check(r, LOCALHOST, "a").is_some_and(|a| a.consecutive_successes >= 2)
+                    && find_check(r, LOCALHOST, "b").is_some_and(|b| b.last_result.is_some())
+            })
+            .await;
+        let a_before = find_check(&before, LOCALHOST, "a").expect("a").clone();
+
+        probing.watch(
+            &svc,
+            LOCALHOST,
+            targets(LOCALHOST, server.port, vec![check("a"), check("c")]),
+        );
+        let b_probes = server
+            .requests()
+            .iter()
+            .filter(|r| r.target() == "/b")
+            .count();
+        let report = probing.engine.report(&svc).expect("a report");
+        assert_eq!(
+            check_names(&report, LOCALHOST),
+            ["a", "c"],
+            "b is gone, c is new"
+        );
+        let a = find_check(&report, LOCALHOST, "a").expect("a");
+        assert!(a.consecutive_successes >= a_before.consecutive_successes);
+        assert_eq!(a.state, HealthState::Ready);
+        let c = find_check(&report, LOCALHOST, "c").expect("c");
+        assert_eq!((c.state, c.last_result), (HealthState::Unknown, None));
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(LOCALHOST, false)]),
+            "a new check makes the address wait for it"
+        );
+
+        // Watch a's count at every poll: it only grows.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut last = a.consecutive_successes;
+        loop {
+            let report = probing.engine.report(&svc).expect("a report");
+            let a = find_check(&report, LOCALHOST, "a")
+                .expect("a")
+                .consecutive_successes;
+            assert!(a >= last, "a's count went from {last} to {a}");
+            last = a;
+            let c_probed =
+                find_check(&report, LOCALHOST, "c").is_some_and(|c| c.last_result.is_some());
+            if a >= a_before.consecutive_successes + 2 && c_probed {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{report:#?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let b_probes_after = server
+            .requests()
+            .iter()
+            .filter(|r| r.target() == "/b")
+            .count();
+        assert!(
+            b_probes_after <= b_probes + 1,
+            "b is no longer probed (one may have been running): {b_probes}, {b_probes_after}"
+        );
+        let transitions: Vec<String> = probing
+            .engine
+            .take_transitions()
+            .into_iter()
+            .map(|(_, t)| t.check)
+            .collect();
+        assert_eq!(
+            transitions.iter().filter(|c| *c == "a").count(),
+            1,
+            "a started once: {transitions:?}"
+        );
+        assert!(transitions.contains(&"c".to_owned()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn first_probes_of_many_targets_spread_over_the_period() {
+    within(40, async {
+        const TARGETS: usize = 200;
+        let server = HttpServer::start(200).await;
+        let probing = Probing::start();
+        let started = Instant::now();
+        for i in 0..TARGETS {
+            let check = json!({
+                "name": "up",
+                "http": {"port": "web", "path": format!("/t{i}")},
+                "periodSeconds": 2,
+            });
+            probing.watch(
+                &key(&format!("spread-{i}")),
+                LOCALHOST,
+                targets(LOCALHOST, server.port, vec![fast(check)]),
+            );
+        }
+        eventually("every target probed", || {
+            let requests = server.requests();
+            requests
+                .iter()
+                .map(|r| r.target())
+                .collect::<HashSet<_>>()
+                .len()
+                == TARGETS
+        })
+        .await;
+
+        let mut first: BTreeMap<String, Duration> = BTreeMap::new();
+        for request in server.requests() {
+            first
+                .entry(request.target().to_owned())
+                .or_insert(request.received - started);
+        }
+        let mut offsets: Vec<Duration> = first.into_values().collect();
+        offsets.sort();
+        let (earliest, latest) = (offsets[0], offsets[TARGETS - 1]);
+        assert!(
+            latest - earliest >= Duration::from_secs(1),
+            "first probes from {earliest:?} to {latest:?}: not spread over the 2s period"
+        );
+        assert!(
+            latest < Duration::from_millis(3500),
+            "last first probe at {latest:?}"
+        );
+        let busiest = offsets
+            .iter()
+            .enumerate()
+            .map(|(i, start)| {
+                offsets[i..]
+                    .iter()
+                    .take_while(|t| **t - *start < Duration::from_millis(100))
+                    .count()
+            })
+            .max()
+            .unwrap_or_default();
+        assert!(
+            busiest <= 60,
+            "{busiest} of {TARGETS} first probes within 100 ms"
+        );
+        let slices: HashSet<u128> = offsets
+            .iter()
+            .filter(|t| **t < Duration::from_secs(2))
+            .map(|t| t.as_millis() / 200)
+            .collect();
+        assert!(
+            slices.len() >= 6,
+            "first probes in only {} of the ten 200 ms slices",
+            slices.len()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_more_probes_run_at_once_than_max_in_flight() {
+    within(40, async {
+        let server = HttpServer::start(200).await;
+        server.set_delay(Duration::from_millis(300));
+        let tls = Tls::with_roots(rustls::RootCertStore::empty()).expect("TLS settings");
+        let probing = Probing::with(tls, 2);
+        let svc = key("bounded");
+        let checks = (0..10)
+            .map(|i| {
+                let path = format!("/c{i}");
+                fast(json!({"name": format!("c{i}"), "http": {"port": "web", "path": path}}))
+            })
+            .collect();
+        probing.watch(&svc, LOCALHOST, targets(LOCALHOST, server.port, checks));
+
+        // Ten probes a second want in; two at a time of 300 ms let 6.7 through.
+        eventually("fourteen probes", || server.request_count() >= 14).await;
+        assert_eq!(
+            server.max_concurrent(),
+            2,
+            "at most two at once, and the two are used"
+        );
+        let report = probing.engine.report(&svc).expect("a report");
+        for check in &report.addresses[0].checks {
+            assert_eq!(
+                check.last_error, None,
+                "waiting for a turn does not count against the timeout: {check:?}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_service_is_never_probed_again_even_when_forgetting_races_a_change() {
+    within(40, async {
+        let server = HttpServer::start(200).await;
+        let probing = Probing::start();
+        let svc = key("racing");
+        let check = json!({"name": "up", "http": {"port": "web"}});
+        let targets = targets(LOCALHOST, server.port, vec![fast(check)]);
+
+        // One thread keeps setting the service's targets, another keeps forgetting it, as
+        // a reconcile and the periodic sweep of deleted resources may.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let setter = {
+            let (engine, stop, svc) = (probing.engine.clone(), stop.clone(), svc.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    engine.set_targets(&svc, vec![LOCALHOST], targets.clone(), &BTreeMap::new());
+                }
+            })
+        };
+        let forgetter = {
+            let (engine, stop) = (probing.engine.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    engine.retain(&HashSet::new());
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        setter.join().expect("setter");
+        forgetter.join().expect("forgetter");
+        probing.engine.retain(&HashSet::new());
+        assert!(probing.engine.report(&svc).is_none());
+
+        // Probes already running finish within their 1s timeout; after that, nothing.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let settled = server.request_count();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let later = server.request_count();
+        assert_eq!(
+            later - settled,
+            0,
+            "probes of a forgotten service: {settled} requests, then {later}"
+        );
+    })
+    .await;
+}
