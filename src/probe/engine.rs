@@ -39,8 +39,13 @@ pub struct Engine {
 
 struct Shared {
     services: Mutex<HashMap<ServiceKey, ServiceState>>,
-    /// Services whose report changed since the publisher last looked.
+    /// Services whose report changed in substance (a state or an error) since the
+    /// publisher last looked: published at once.
     dirty: Mutex<HashSet<ServiceKey>>,
+    /// Services probed since, with only times, latencies and counters changed: published
+    /// at a slower pace, so that thousands of services do not mean thousands of writes
+    /// every few seconds.
+    refreshed: Mutex<HashSet<ServiceKey>>,
     transitions: Mutex<Vec<(ServiceKey, HealthTransition)>>,
     wake: mpsc::UnboundedSender<ServiceKey>,
     metrics: Metrics,
@@ -89,6 +94,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             services: Mutex::default(),
             dirty: Mutex::default(),
+            refreshed: Mutex::default(),
             transitions: Mutex::default(),
             wake,
             metrics,
@@ -199,6 +205,7 @@ impl Engine {
             }
             self.shared.metrics.forget_service(&key);
             lock(&self.shared.dirty).remove(&key);
+            lock(&self.shared.refreshed).remove(&key);
         }
     }
 
@@ -217,9 +224,13 @@ impl Engine {
             .map(|service| report(key, service))
     }
 
-    /// Reports that changed since the last call.
-    pub fn take_changed_reports(&self) -> Vec<ServiceHealth> {
-        let keys: Vec<ServiceKey> = lock(&self.shared.dirty).drain().collect();
+    /// Reports that changed in substance since the last call; with `all`, also those
+    /// that were only probed again.
+    pub fn take_changed_reports(&self, all: bool) -> Vec<ServiceHealth> {
+        let mut keys: HashSet<ServiceKey> = lock(&self.shared.dirty).drain().collect();
+        if all {
+            keys.extend(lock(&self.shared.refreshed).drain());
+        }
         let services = lock(&self.shared.services);
         keys.iter()
             .filter_map(|key| services.get(key).map(|service| report(key, service)))
@@ -417,12 +428,14 @@ impl Scheduler {
             return;
         };
         let error = finished.outcome.error.clone();
+        let error_changed = tracked.state.last.as_ref().map(|l| &l.error) != Some(&error);
         let at = finished.outcome.at;
         let change = tracked.state.record(
             finished.outcome,
             timing.success_threshold(),
             timing.failure_threshold(),
         );
+        let substantial = change.is_some() || error_changed;
         if let Some(change) = change {
             lock(&self.shared.transitions).push((
                 key.clone(),
@@ -437,7 +450,11 @@ impl Scheduler {
             ));
         }
         service.updated_at = Some(SystemTime::now());
-        lock(&self.shared.dirty).insert(key.clone());
+        if substantial {
+            lock(&self.shared.dirty).insert(key.clone());
+        } else {
+            lock(&self.shared.refreshed).insert(key.clone());
+        }
         // Only readiness matters to the controller; unknown and not ready look the same
         // in an EndpointSlice.
         let is_ready = address_state(checks_of(service, target.ip)) == HealthState::Ready;
