@@ -38,7 +38,7 @@ impl LabelSelector {
             if parser.at_end() {
                 return Ok(Self(requirements));
             }
-            parser.expect(',', "',' or the end")?;
+            parser.require(',', "',' or the end")?;
         }
     }
 
@@ -99,7 +99,7 @@ impl Parser<'_> {
         found
     }
 
-    fn expect(&mut self, token: char, expected: &'static str) -> Result<(), Invalid> {
+    fn require(&mut self, token: char, expected: &'static str) -> Result<(), Invalid> {
         if self.eat(token.encode_utf8(&mut [0; 4])) {
             Ok(())
         } else {
@@ -164,7 +164,7 @@ impl Parser<'_> {
     }
 
     fn value_set(&mut self) -> Result<Vec<String>, Invalid> {
-        self.expect('(', "'('")?;
+        self.require('(', "'('")?;
         self.skip_spaces();
         if self.rest().starts_with(')') {
             return Err(self.error("at least one value"));
@@ -173,7 +173,7 @@ impl Parser<'_> {
         while self.eat(",") {
             values.push(self.value()?);
         }
-        self.expect(')', "',' or ')'")?;
+        self.require(')', "',' or ')'")?;
         Ok(values)
     }
 }

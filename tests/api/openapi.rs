@@ -66,5 +66,8 @@ async fn swagger_ui_renders_every_operation_in_headless_chromium() {
         assert!(dom.contains(operation), "Swagger UI shows no {operation}");
     }
     let rendered = dom.matches("opblock-summary-method").count();
-    assert_eq!(rendered, 12, "every operation is rendered: {rendered} found");
+    assert_eq!(
+        rendered, 12,
+        "every operation is rendered: {rendered} found"
+    );
 }
