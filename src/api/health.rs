@@ -8,7 +8,8 @@ use utoipa::IntoParams;
 use crate::resource::{HealthHistory, HealthList, ServiceHealth};
 use crate::store::{Store, StoreError};
 
-use super::services::{decode_continue, encode_continue, existing_key};
+use super::paging::{decode_continue, finish_page, limit};
+use super::services::existing_key;
 use super::{ApiError, Problem};
 
 const DEFAULT_HISTORY: i64 = 20;
@@ -164,40 +165,16 @@ pub async fn list_health(
         }
     };
     let limit = limit(params.limit.as_deref(), MAX_LIST, MAX_LIST)?;
-    let after = params
-        .continue_token
-        .as_deref()
-        .map(decode_continue)
-        .transpose()?;
+    let after = decode_continue(params.continue_token.as_deref())?;
     let mut items = store
         .list_health(params.namespace.as_deref(), unready, after, limit + 1)
         .await
         .map_err(ApiError::Store)?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let continue_token = more
-        .then(|| {
-            items
-                .last()
-                .map(|last| encode_continue(&last.namespace, &last.name))
-        })
-        .flatten();
+    let continue_token = finish_page(&mut items, limit, |h| {
+        (h.namespace.as_str(), h.name.as_str())
+    });
     Ok(HttpResponse::Ok().json(HealthList {
         items,
         continue_token,
     }))
-}
-
-fn limit(value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(value) => value
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=max).contains(l))
-            .ok_or_else(|| ApiError::BadParameter {
-                parameter: "limit",
-                detail: format!("must be a whole number between 1 and {max}"),
-            }),
-    }
 }

@@ -3,6 +3,7 @@
 mod body;
 mod health;
 mod openapi;
+mod paging;
 mod problem;
 mod services;
 mod system;

@@ -2,8 +2,6 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -12,10 +10,11 @@ use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
 
 use super::body::read_document;
+use super::paging::{decode_continue, finish_page, limit};
 use super::{ApiError, Problem};
 
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -309,67 +308,26 @@ async fn list(
     params: ListParams,
     store: &Store,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(limit) => limit
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| ApiError::BadParameter {
-                parameter: "limit",
-                detail: format!("must be a whole number between 1 and {MAX_LIMIT}"),
-            })?,
-    };
-    let after = params
-        .continue_token
-        .as_deref()
-        .map(decode_continue)
-        .transpose()?;
+    let limit = limit(params.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = decode_continue(params.continue_token.as_deref())?;
     let selector = LabelSelector::parse(params.label_selector.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::BadParameter {
             parameter: "labelSelector",
             detail: e.to_string(),
         })?;
-    // One extra row tells whether another page follows.
     let mut page = store
         .list_services(&ListQuery {
             namespace,
             after,
             selector: &selector,
+            // One extra row tells whether another page follows.
             limit: limit + 1,
         })
         .await
         .map_err(ApiError::Store)?;
-    let more = page.len() > limit as usize;
-    page.truncate(limit as usize);
-    let continue_token = more
-        .then(|| {
-            page.last()
-                .map(|last| encode_continue(&last.namespace, &last.name))
-        })
-        .flatten();
+    let continue_token = finish_page(&mut page, limit, |s| {
+        (s.namespace.as_str(), s.name.as_str())
+    });
     let items = page.into_iter().map(StoredService::into_document).collect();
     Ok(HttpResponse::Ok().json(ExternalServiceList::new(items, continue_token)))
-}
-
-/// The token is the last (namespace, name) seen; opaque to clients.
-pub(super) fn encode_continue(namespace: &str, name: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{namespace}/{name}"))
-}
-
-pub(super) fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| {
-            let (namespace, name) = text.split_once('/')?;
-            DnsLabel::parse(namespace).ok()?;
-            ServiceName::parse(name).ok()?;
-            Some((namespace.to_owned(), name.to_owned()))
-        })
-        .ok_or_else(|| ApiError::BadParameter {
-            parameter: "continue",
-            detail: "is not a token from a previous page".to_owned(),
-        })
 }

@@ -123,7 +123,7 @@ pub struct ListQuery<'a> {
     /// The last (namespace, name) of the previous page.
     pub after: Option<(String, String)>,
     pub selector: &'a LabelSelector,
-    pub limit: u32,
+    pub limit: i64,
 }
 
 impl Store {
@@ -180,7 +180,7 @@ impl Store {
             after_namespace,
             after_name,
             selector,
-            i64::from(query.limit)
+            query.limit
         )
         .fetch_all(&self.pool)
         .await
