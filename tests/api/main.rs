@@ -8,6 +8,7 @@ mod helpers;
 
 mod cli;
 mod documents;
+mod health;
 mod legacy;
 mod listing;
 mod openapi;

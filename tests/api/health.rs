@@ -1,0 +1,69 @@
+//! The health routes without a cluster: what they answer before anything was probed.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{problem, spawn_app};
+
+#[tokio::test]
+async fn health_of_an_unknown_service_is_404() {
+    let app = spawn_app().await;
+    for suffix in ["health", "health/history"] {
+        let url = format!("{}/{suffix}", app.item("payments", "nope"));
+        problem(app.get(&url).await, StatusCode::NOT_FOUND).await;
+    }
+}
+
+#[tokio::test]
+async fn a_service_not_probed_yet_has_an_empty_report_and_history() {
+    let app = spawn_app().await;
+    app.register("payments", "billing-db").await;
+
+    let health: Value = app
+        .get(&format!("{}/health", app.item("payments", "billing-db")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"namespace": "payments", "name": "billing-db", "readyAddresses": 0, "totalAddresses": 0, "addresses": []})
+    );
+    let history: Value = app
+        .get(&format!(
+            "{}/health/history",
+            app.item("payments", "billing-db")
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["transitions"], json!([]));
+}
+
+#[tokio::test]
+async fn health_listing_checks_its_parameters() {
+    let app = spawn_app().await;
+    let list: Value = app
+        .get(&format!("{}/api/v1/health?state=unready", app.address))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], json!([]));
+    for (query, parameter) in [
+        ("state=bad", "state"),
+        ("limit=0", "limit"),
+        ("continue=x", "continue"),
+    ] {
+        let body = problem(
+            app.get(&format!("{}/api/v1/health?{query}", app.address))
+                .await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert_eq!(body["errors"][0]["parameter"], parameter, "{query}");
+    }
+    let url = format!("{}/health/history?limit=51", app.item("payments", "x"));
+    problem(app.get(&url).await, StatusCode::BAD_REQUEST).await;
+}
