@@ -213,8 +213,17 @@ fn spawn_leader_roles(
             let tls = tls.clone();
             async move {
                 tracing::info!("leading: running the mirror, the controller and the probes");
-                let (engine, woken) =
+                let started =
                     Engine::start(tls, DEFAULT_MAX_IN_FLIGHT, metrics.clone(), leading.clone());
+                let (engine, woken) = match started {
+                    Ok(started) => started,
+                    Err(error) => {
+                        // Leading without probes would publish wrong readiness: give the
+                        // Lease up and try again later.
+                        tracing::error!(%error, "could not start the probe engine");
+                        return;
+                    }
+                };
                 tokio::join!(
                     mirror::run(
                         store.clone(),

@@ -12,6 +12,9 @@ const PATH: &str = "/grpc.health.v1.Health/Check";
 
 pub async fn probe(address: SocketAddr, service: Option<&str>) -> Result<(), ProbeError> {
     let stream = connect(address).await?;
+    // HTTP/2 writes several small frames; Nagle would hold them back. (HTTP/1.1 probes
+    // write their request in one go and need no such option.)
+    let _ = stream.set_nodelay(true);
     let (client, connection) = h2::client::handshake(stream).await.map_err(h2_error)?;
     // The connection future drives the socket; the call runs beside it and the
     // connection is dropped (closed) as soon as the call has its answer.

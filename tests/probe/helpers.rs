@@ -81,7 +81,8 @@ impl Probing {
             max_in_flight,
             extsvc::metrics::Metrics::default(),
             shutdown.clone(),
-        );
+        )
+        .expect("the probe engine starts");
         Self {
             engine,
             woken,
