@@ -23,9 +23,17 @@ fn env(name: &str, default: &str) -> String {
 
 /// The server's writes to Kubernetes so far, by kind.
 async fn writes(http: &reqwest::Client, api: &str) -> anyhow::Result<HashMap<String, f64>> {
-    let text = http.get(format!("{api}/metrics")).send().await?.text().await?;
+    let text = http
+        .get(format!("{api}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let mut by_kind = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("extsvc_kubernetes_writes_total{")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("extsvc_kubernetes_writes_total{"))
+    {
         let kind = line.split('"').nth(1).unwrap_or_default().to_owned();
         let operation = line.split('"').nth(3).unwrap_or_default();
         let value: f64 = line.rsplit(' ').next().unwrap_or_default().parse()?;
@@ -71,10 +79,18 @@ async fn main() -> anyhow::Result<()> {
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
     let watch_seen = seen.clone();
     tokio::spawn(async move {
-        let mut events = std::pin::pin!(watcher(slices, watcher::Config::default()).default_backoff().applied_objects());
+        let mut events = std::pin::pin!(
+            watcher(slices, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+        );
         while let Some(event) = events.next().await {
             if let Ok(slice) = event
-                && let Some(service) = slice.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name"))
+                && let Some(service) = slice
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
                 && let Ok(mut seen) = watch_seen.lock()
             {
                 seen.entry(service.clone()).or_insert_with(Instant::now);
@@ -120,11 +136,17 @@ async fn main() -> anyhow::Result<()> {
 
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let done = seen.lock().map(|s| registered.keys().filter(|n| s.contains_key(*n)).count()).unwrap_or(0);
+        let done = seen
+            .lock()
+            .map(|s| registered.keys().filter(|n| s.contains_key(*n)).count())
+            .unwrap_or(0);
         if done == count {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "only {done} of {count} slices after 10 minutes");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {done} of {count} slices after 10 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let all_published = started.elapsed();
@@ -136,25 +158,50 @@ async fn main() -> anyhow::Result<()> {
 
     let mut latencies: Vec<Duration> = {
         let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        registered.iter().map(|(name, at)| seen[name].saturating_duration_since(*at)).collect()
+        registered
+            .iter()
+            .map(|(name, at)| seen[name].saturating_duration_since(*at))
+            .collect()
     };
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let offered = if rate > 0.0 { format!("at most {rate}/s") } else { "as fast as accepted".to_owned() };
+    let offered = if rate > 0.0 {
+        format!("at most {rate}/s")
+    } else {
+        "as fast as accepted".to_owned()
+    };
     println!(
         "extsvc operator benchmark: {count} services, {concurrency} registrations in flight, {offered}, {} cores",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("registration to EndpointSlice: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        ms(percentile(&latencies, 50.0)), ms(percentile(&latencies, 90.0)), ms(percentile(&latencies, 99.0)), ms(percentile(&latencies, 100.0)));
-    println!("registered in {:.1} s ({:.0}/s); every slice published after {:.1} s", registering.as_secs_f64(), count as f64 / registering.as_secs_f64(), all_published.as_secs_f64());
+    println!(
+        "registration to EndpointSlice: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 90.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(percentile(&latencies, 100.0))
+    );
+    println!(
+        "registered in {:.1} s ({:.0}/s); every slice published after {:.1} s",
+        registering.as_secs_f64(),
+        count as f64 / registering.as_secs_f64(),
+        all_published.as_secs_f64()
+    );
     let mut kinds: Vec<_> = writes_after
         .iter()
-        .map(|(kind, after)| (kind.clone(), (after - writes_before.get(kind).copied().unwrap_or(0.0)) / count as f64))
+        .map(|(kind, after)| {
+            (
+                kind.clone(),
+                (after - writes_before.get(kind).copied().unwrap_or(0.0)) / count as f64,
+            )
+        })
         .filter(|(_, per_service)| *per_service > 0.0)
         .collect();
     kinds.sort_by(|a, b| a.0.cmp(&b.0));
-    let breakdown: Vec<_> = kinds.iter().map(|(kind, n)| format!("{kind} {n:.2}")).collect();
+    let breakdown: Vec<_> = kinds
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n:.2}"))
+        .collect();
     println!(
         "writes to the API server per service: {:.2} ({})",
         (total(&writes_after) - total(&writes_before)) / count as f64,
