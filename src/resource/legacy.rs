@@ -272,10 +272,7 @@ mod tests {
     use super::*;
 
     fn sample(name: &str) -> serde_json::Value {
-        let path = format!(
-            "{}/../shared/samples/legacy/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/tests/samples/legacy/{name}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).expect("sample readable");
         serde_saphyr::from_str(&text).expect("sample is YAML")
     }

@@ -24,7 +24,7 @@ async fn apply_get_list_and_delete_work_from_files() {
     let file = dir.path().join("services.yaml");
     let legacy = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/samples/legacy/tcp-probe.yaml"
+        "/tests/samples/legacy/tcp-probe.yaml"
     ))
     .unwrap();
     std::fs::write(

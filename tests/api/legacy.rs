@@ -1,4 +1,4 @@
-//! Documents in the original operator's shape, from `shared/samples/legacy/`.
+//! Documents in the original operator's shape, from `tests/samples/legacy/` (copies of `shared/samples/legacy/`).
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -6,10 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{pointers, problem, spawn_app};
 
 fn sample(name: &str) -> String {
-    let path = format!(
-        "{}/../shared/samples/legacy/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/samples/legacy/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
