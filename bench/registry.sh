@@ -9,6 +9,8 @@
 # each for $DURATION seconds at $CONNECTIONS connections. Reports requests/s, p99 and
 # the server's CPU seconds per 1,000 requests (from /proc/<pid>/stat), and GET-one as
 # a share of the pgbench ceiling. Everything shares this machine's cores, as it would.
+# TRANSPORT=unix connects the server and pgbench to PostgreSQL over its Unix socket
+# instead of TCP (both the same way, so the ceiling stays comparable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,10 @@ SQLX_OFFLINE=true cargo build --release --quiet
 admin=$(scripts/postgres start "$work/pg")
 psql -q "$admin" -c "CREATE DATABASE bench"
 db="${admin%/*}/bench"
+if [ "${TRANSPORT:-tcp}" = unix ]; then
+  pg_port=$(sed -E 's|.*:([0-9]+)/.*|\1|' <<<"$admin")
+  db="postgres://postgres@localhost/bench?host=$work/pg&port=$pg_port"
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 DATABASE_URL=$db EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn \
   target/release/extsvc serve >"$work/server.log" 2>&1 &
@@ -90,14 +96,15 @@ list_rps=$(run_wrk list-50 "$base/api/v1/namespaces/bench/external-services?limi
 # The ceiling: the server's own read, straight to PostgreSQL.
 cat >"$work/get.sql" <<'SQL'
 \set n random(1, 1000)
-SELECT uid, namespace, name, labels, annotations, spec, generation, resource_version, created_at
+SELECT uid, namespace, name, labels, annotations, spec, generation, resource_version, created_at,
+       origin, mirrored_generation, mirror_error, status
 FROM external_services WHERE namespace = 'bench' AND name = 'svc-' || lpad(:n::text, 4, '0');
 SQL
 pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$work/get.sql" "$db" >"$work/pgbench.txt" 2>&1
 pg_tps=$(awk -F'= ' '/^tps/ {split($2, a, " "); print a[1]}' "$work/pgbench.txt")
 
 echo
-echo "extsvc registry benchmark: ${DURATION}s per run, $CONNECTIONS connections, $(nproc) cores, loopback"
+echo "extsvc registry benchmark: ${DURATION}s per run, $CONNECTIONS connections, $(nproc) cores, loopback, PostgreSQL over ${TRANSPORT:-tcp}"
 printf '%-9s %10s %9s %12s %8s\n' run "req/s" p99 "CPU-s/1k" non-2xx
 cat "$work/results.txt"
 printf '%-9s %10s\n' pgbench "$pg_tps"
