@@ -6,9 +6,12 @@
 #   - get-one:  wrk GETting one registration,
 #   - list-50:  wrk GETting a page of 50,
 #   - pgbench:  the server's own primary-key read (prepared, same connection count),
-# each for $DURATION seconds at $CONNECTIONS connections. Reports requests/s, p99 and
-# the server's CPU seconds per 1,000 requests (from /proc/<pid>/stat), and GET-one as
-# a share of the pgbench ceiling. Everything shares this machine's cores, as it would.
+# each for $DURATION seconds at $CONNECTIONS connections; get-one and pgbench read
+# random names among the $SEED seeded ones, and alternate for $ROUNDS rounds, because a
+# shared machine's speed drifts by 20% from minute to minute. Reports requests/s, p99
+# and the server's CPU seconds per 1,000 requests (from /proc/<pid>/stat), and GET-one
+# as a share of the pgbench ceiling in each round and as the median of the rounds.
+# Everything shares this machine's cores, as it would.
 # TRANSPORT=unix connects the server and pgbench to PostgreSQL over its Unix socket
 # instead of TCP (both the same way, so the ceiling stays comparable).
 set -euo pipefail
@@ -18,6 +21,7 @@ DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 SEED=${SEED:-1000}
+ROUNDS=${ROUNDS:-3}
 
 for tool in wrk pgbench; do
   command -v $tool >/dev/null || { echo "needs $tool (Debian packages wrk, postgresql-client)" >&2; exit 1; }
@@ -65,6 +69,13 @@ function request()
 end
 LUA
 
+# get.lua: every request reads one of the seeded names, as pgbench does below.
+cat >"$work/get.lua" <<LUA
+function request()
+  return wrk.format("GET", string.format("/api/v1/namespaces/bench/external-services/svc-%04d", math.random(1, $SEED)))
+end
+LUA
+
 # Seed the namespace read by get-one and list-50.
 for i in $(seq -w 1 "$SEED"); do
   printf '{"metadata":{"name":"svc-%s","labels":{"team":"bench"}},"spec":{"ports":[{"name":"https","port":443},{"name":"metrics","port":9100}],"endpoints":[{"address":"192.0.2.10"},{"address":"2001:db8::10","ports":["https"]}],"healthChecks":[{"name":"web","http":{"port":"https","path":"/healthz","scheme":"HTTPS"}}]}}\n' "$i"
@@ -89,23 +100,33 @@ run_wrk() { # name, extra wrk args...
   echo "$rps"
 }
 
-create_rps=$(run_wrk create -s "$work/create.lua" "$base")
-get_rps=$(run_wrk get-one "$base/api/v1/namespaces/bench/external-services/svc-0500")
-list_rps=$(run_wrk list-50 "$base/api/v1/namespaces/bench/external-services?limit=50")
-
 # The ceiling: the server's own read, straight to PostgreSQL.
-cat >"$work/get.sql" <<'SQL'
-\set n random(1, 1000)
+cat >"$work/get.sql" <<SQL
+\set n random(1, $SEED)
 SELECT uid, namespace, name, labels, annotations, spec, generation, resource_version, created_at,
        origin, mirrored_generation, mirror_error, status
 FROM external_services WHERE namespace = 'bench' AND name = 'svc-' || lpad(:n::text, 4, '0');
 SQL
-pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$work/get.sql" "$db" >"$work/pgbench.txt" 2>&1
-pg_tps=$(awk -F'= ' '/^tps/ {split($2, a, " "); print a[1]}' "$work/pgbench.txt")
+run_pgbench() { # name
+  pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$work/get.sql" "$db" >"$work/$1.txt" 2>&1
+  local tps
+  tps=$(awk -F'= ' '/^tps/ {split($2, a, " "); printf "%.0f", a[1]}' "$work/$1.txt")
+  printf '%-9s %10s\n' "$1" "$tps" >>"$work/results.txt"
+  echo "$tps"
+}
+
+run_wrk create -s "$work/create.lua" "$base" >/dev/null
+run_wrk list-50 "$base/api/v1/namespaces/bench/external-services?limit=50" >/dev/null
+ratios=()
+for round in $(seq "$ROUNDS"); do
+  get_rps=$(run_wrk "get-one-$round" -s "$work/get.lua" "$base")
+  pg_tps=$(run_pgbench "pgbench-$round")
+  ratios+=("$(python3 -c "print(f'{$get_rps / $pg_tps:.3f}')")")
+done
 
 echo
 echo "extsvc registry benchmark: ${DURATION}s per run, $CONNECTIONS connections, $(nproc) cores, loopback, PostgreSQL over ${TRANSPORT:-tcp}"
 printf '%-9s %10s %9s %12s %8s\n' run "req/s" p99 "CPU-s/1k" non-2xx
 cat "$work/results.txt"
-printf '%-9s %10s\n' pgbench "$pg_tps"
-python3 -c "print(f'get-one / pgbench ceiling: {$get_rps / $pg_tps:.2f}')"
+echo "get-one / pgbench ceiling by round: ${ratios[*]}"
+python3 -c "import statistics, sys; print(f'get-one / pgbench ceiling, median: {statistics.median(map(float, sys.argv[1:])):.2f}')" "${ratios[@]}"
