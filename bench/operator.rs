@@ -6,6 +6,11 @@
 //! each the time from the API's 201 to its first EndpointSlice seen by a watch, counts the
 //! server's writes to Kubernetes per service (its /metrics), then waits QUIET_SECONDS and
 //! checks that an unchanged world made no writes at all.
+//!
+//! With MODE=ceiling it measures the peer instead: the API server's own ceiling for
+//! server-side applies of EndpointSlices like the controller's, COUNT of them at
+//! CONCURRENCY (32, the controller's) in flight, so a burst's services per second can be
+//! read against the writes per second this machine's API server can take at all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
 fn env(name: &str, default: &str) -> String {
@@ -51,12 +56,48 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Server-side applies `count` new EndpointSlices, `concurrency` at a time; returns
+/// applies per second.
+async fn apply_ceiling(
+    slices: Api<EndpointSlice>,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let slices = slices.clone();
+            async move {
+                let name = format!("ceiling-{i:05}");
+                let slice = serde_json::json!({
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {"name": name, "labels": {"kubernetes.io/service-name": name}},
+                    "addressType": "IPv4",
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP"},
+                              {"name": "metrics", "port": 9100, "protocol": "TCP"}],
+                    "endpoints": [{"addresses": [format!("198.51.100.{}", 1 + i % 250)], "conditions": {"ready": true}},
+                                  {"addresses": ["192.0.2.10"], "conditions": {"ready": true}}]
+                });
+                let params = PatchParams::apply("extsvc-bench").force();
+                slices.patch(&name, &params, &Patch::Apply(&slice)).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let api = env("EXTSVC_URL", "http://127.0.0.1:8080");
     let namespace = env("BENCH_NAMESPACE", "bench");
     let count: usize = env("COUNT", "1000").parse()?;
-    let concurrency: usize = env("CONCURRENCY", "4").parse()?;
+    let ceiling = env("MODE", "operator") == "ceiling";
+    let concurrency: usize = env("CONCURRENCY", if ceiling { "32" } else { "4" }).parse()?;
     let quiet: u64 = env("QUIET_SECONDS", "30").parse()?;
     let rate: f64 = env("RATE", "0").parse()?;
     let client = kube::Client::try_default().await?;
@@ -72,6 +113,15 @@ async fn main() -> anyhow::Result<()> {
     };
     if namespaces.get_opt(&namespace).await?.is_none() {
         namespaces.create(&PostParams::default(), &fresh).await?;
+    }
+
+    if ceiling {
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+        let per_second = apply_ceiling(slices, count, concurrency).await?;
+        println!(
+            "API server ceiling: {per_second:.0} server-side applies/s of new EndpointSlices, {concurrency} in flight"
+        );
+        return Ok(());
     }
 
     // First sighting of each service's EndpointSlice.
@@ -181,11 +231,17 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&latencies, 99.0)),
         ms(percentile(&latencies, 100.0))
     );
+    let write_rate = (total(&writes_after) - total(&writes_before)) / all_published.as_secs_f64();
     println!(
-        "registered in {:.1} s ({:.0}/s); every slice published after {:.1} s",
+        "registered in {:.1} s ({:.0}/s); every slice published after {:.1} s ({:.0} services/s, {write_rate:.0} writes/s{})",
         registering.as_secs_f64(),
         count as f64 / registering.as_secs_f64(),
-        all_published.as_secs_f64()
+        all_published.as_secs_f64(),
+        count as f64 / all_published.as_secs_f64(),
+        match env("API_SERVER_CEILING", "").parse::<f64>() {
+            Ok(ceiling) => format!(" = {:.2} of the API server's ceiling", write_rate / ceiling),
+            Err(_) => String::new(),
+        }
     );
     let mut kinds: Vec<_> = writes_after
         .iter()

@@ -4,7 +4,9 @@
 # PostgreSQL, a local control plane (tests/controlplane) and `extsvc serve` (release),
 # then runs bench/operator.rs against them: once as fast as the API accepts registrations
 # and once paced at 50 a second (RATES lists the rates; 0 = unpaced). COUNT, CONCURRENCY
-# and QUIET_SECONDS tune it.
+# and QUIET_SECONDS tune it. First it measures the peer, the API server's own ceiling for
+# server-side applies (CEILING_COUNT EndpointSlices, 32 in flight), and reports each
+# run's write rate as a share of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,13 @@ DATABASE_URL="${admin%/*}/bench" EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn \
   target/release/extsvc serve --install-crd >"$work/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+
+# The peer: what this API server takes at all, in the same run.
+ceiling=$(MODE=ceiling COUNT=${CEILING_COUNT:-5000} BENCH_NAMESPACE=bench-ceiling SQLX_OFFLINE=true \
+  cargo bench --bench operator --quiet)
+echo "$ceiling"
+export API_SERVER_CEILING
+API_SERVER_CEILING=$(sed -nE 's/^API server ceiling: ([0-9]+) .*/\1/p' <<<"$ceiling")
 
 for rate in ${RATES:-0 50}; do
   echo
