@@ -72,7 +72,10 @@ pub struct DocumentMetadata {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentStatus {
-    /// Where the registration was made; `cluster` ones are read-only here.
+    /// Where the registration was made; `cluster` ones are read-only here. Defaults on
+    /// input, so that a resource exported with kubectl (whose status has none) is
+    /// accepted; the whole status is ignored there.
+    #[serde(default)]
     pub origin: Origin,
     /// The `generation` last written to the cluster as an `ExternalService`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

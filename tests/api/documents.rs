@@ -212,6 +212,32 @@ async fn a_document_read_back_can_be_sent_again_unchanged() {
 }
 
 #[tokio::test]
+async fn a_resource_exported_with_kubectl_is_accepted_and_its_status_ignored() {
+    let app = spawn_app().await;
+    let mut exported = document("billing-db");
+    exported["apiVersion"] = json!("extsvc.dev/v1alpha1");
+    exported["kind"] = json!("ExternalService");
+    exported["metadata"]["uid"] = json!("1b2c3d4e-0000-4000-8000-000000000000");
+    exported["metadata"]["resourceVersion"] = json!("4711");
+    exported["metadata"]["generation"] = json!(3);
+    // What `kubectl get exsvc -o yaml` shows: the controller's status, no origin.
+    exported["status"] = json!({
+        "observedGeneration": 3,
+        "ready": "1/1",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "AllAddressesReady",
+                        "lastTransitionTime": "2026-11-27T10:00:00Z"}]
+    });
+
+    let response = app.put("payments", "billing-db", &exported).await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["metadata"]["generation"], 1);
+    assert_ne!(body["metadata"]["uid"], exported["metadata"]["uid"]);
+    assert_eq!(body["status"], json!({"origin": "api"}));
+}
+
+#[tokio::test]
 async fn concurrent_puts_of_a_new_name_create_it_once() {
     let app = spawn_app().await;
     let doc = document("billing-db");
