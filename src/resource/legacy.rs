@@ -242,19 +242,22 @@ fn convert_probe(probe: Probe) -> HealthCheck {
                 .http_headers
                 .into_iter()
                 .partition(|header| header.name.eq_ignore_ascii_case("host"));
+            let scheme = http.scheme.unwrap_or_default();
             HttpCheck {
                 port: http.port,
                 path: http
                     .path
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| "/".to_owned()),
-                scheme: http.scheme.unwrap_or_default(),
+                scheme,
                 host: http
                     .host
                     .or_else(|| host_headers.into_iter().next().map(|h| h.value)),
                 headers,
                 expected_statuses: vec!["200-399".to_owned()],
-                insecure_skip_verify: false,
+                // Kubelet never verifies an HTTPS probe's certificate; a migrated probe
+                // against a self-signed backend must keep passing.
+                insecure_skip_verify: scheme == HttpScheme::Https,
             }
         }),
         tcp: tcp_socket.map(|tcp| TcpCheck { port: tcp.port }),
@@ -325,6 +328,28 @@ mod tests {
             Some(&PortRef::Number(9090))
         );
         assert_eq!(check.initial_delay_seconds, 30);
+    }
+
+    #[test]
+    fn https_probes_skip_verification_as_kubelet_does_and_http_ones_need_none() {
+        let probe = |scheme: &str| {
+            let mut value = sample("tcp-probe.yaml");
+            value["spec"]["readinessProbe"] =
+                serde_json::json!({"httpGet": {"port": 8443, "path": "/ready", "scheme": scheme}});
+            let document = convert(value);
+            let http = document.spec.health_checks[0].http.clone();
+            http.expect("httpGet becomes http")
+        };
+        let https = probe("HTTPS");
+        assert_eq!(
+            (https.scheme, https.insecure_skip_verify),
+            (HttpScheme::Https, true)
+        );
+        let http = probe("HTTP");
+        assert_eq!(
+            (http.scheme, http.insecure_skip_verify),
+            (HttpScheme::Http, false)
+        );
     }
 
     #[test]
