@@ -227,10 +227,16 @@ fn service_key(cr: &ExternalService) -> Result<ServiceKey, crate::domain::Invali
     })
 }
 
-/// What the last published status said of each IP, to seed new probe targets so that a
-/// restart does not flap addresses.
-fn published_readiness(status: Option<&ExternalServiceStatus>) -> BTreeMap<IpAddr, bool> {
+/// What the last published status said of each IP, to seed the probe targets of a
+/// service the engine meets for the first time, so that a restart does not flap
+/// addresses. Nothing when that status was made for an older spec: its readiness does not
+/// speak for checks added or changed since.
+fn published_readiness(
+    status: Option<&ExternalServiceStatus>,
+    generation: Option<i64>,
+) -> BTreeMap<IpAddr, bool> {
     status
+        .filter(|s| s.observed_generation.is_some() && s.observed_generation == generation)
         .map(|s| {
             s.addresses
                 .iter()
@@ -337,9 +343,12 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
     let addresses = publish(&spec, &resolutions, &Health::new()).addresses;
     let targets = probe_targets(&spec, addresses.iter().map(|a| (a.ip, &a.ports)));
     let ips = addresses.iter().map(|a| a.ip).collect();
-    context
-        .engine
-        .set_targets(&key, ips, targets, &published_readiness(previous));
+    context.engine.set_targets(
+        &key,
+        ips,
+        targets,
+        &published_readiness(previous, generation),
+    );
     let published = publish(&spec, &resolutions, &context.engine.readiness(&key));
 
     let applied = context

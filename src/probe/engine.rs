@@ -122,8 +122,9 @@ impl Engine {
     }
 
     /// Sets the addresses and targets of a service. Unchanged targets keep their state and
-    /// timing; new ones start from `seed` (the readiness last published, so a restart does
-    /// not flap) or unknown, and wait `initialDelaySeconds` unless seeded.
+    /// timing. New ones start unknown and wait `initialDelaySeconds`, except the first
+    /// time this engine meets the service, when they start from `seed` (the readiness
+    /// last published, so a restart or a change of leader does not flap) without delay.
     pub fn set_targets(
         &self,
         key: &ServiceKey,
@@ -135,6 +136,7 @@ impl Engine {
         let now = Instant::now();
         {
             let mut services = lock(&self.shared.services);
+            let first_sighting = !services.contains_key(key);
             let service = services.entry(key.clone()).or_default();
             let before = readiness_of(service);
             let mut wanted: BTreeMap<(IpAddr, String), ProbeTarget> = targets
@@ -154,7 +156,9 @@ impl Engine {
                     }
                 });
             for (identity, target) in wanted {
-                let seeded = seed.get(&target.ip).copied();
+                let seeded = first_sighting
+                    .then(|| seed.get(&target.ip).copied())
+                    .flatten();
                 let id = self
                     .shared
                     .next_id

@@ -238,3 +238,51 @@ async fn a_new_address_starts_unknown_and_waits_its_initial_delay() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_check_added_to_a_known_service_is_not_seeded() {
+    within(40, async {
+        let server = HttpServer::start(200).await;
+        let probing = Probing::start();
+        let svc = key("grows");
+        let seed = BTreeMap::from([(LOCALHOST, true)]);
+        let up = fast(json!({"name": "up", "http": {"port": "web"}}));
+        probing.engine.set_targets(
+            &svc,
+            vec![LOCALHOST],
+            targets(LOCALHOST, server.port, vec![up.clone()]),
+            &seed,
+        );
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(LOCALHOST, true)])
+        );
+
+        // The status still says ready, but it was made before this check existed: the
+        // address must wait for the new check to pass.
+        let new = fast(json!({"name": "new", "http": {"port": "web"}, "initialDelaySeconds": 1}));
+        probing.engine.set_targets(
+            &svc,
+            vec![LOCALHOST],
+            targets(LOCALHOST, server.port, vec![up, new]),
+            &seed,
+        );
+        let report = probing.engine.report(&svc).expect("a report");
+        let new_check = report.addresses[0]
+            .checks
+            .iter()
+            .find(|c| c.name == "new")
+            .expect("the new check");
+        assert_eq!(new_check.state, U);
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(LOCALHOST, false)])
+        );
+        probing
+            .until(&svc, "ready once the new check passes", |r| {
+                r.ready_addresses == 1
+            })
+            .await;
+    })
+    .await;
+}
