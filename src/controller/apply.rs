@@ -3,7 +3,10 @@
 
 use std::fmt::Debug;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,9 +34,66 @@ pub fn stamp<K: Resource + Serialize>(mut object: K) -> Result<K, serde_json::Er
     Ok(object)
 }
 
+/// A child kind, and the parts of it that are the controller's alone.
+pub trait Child: Resource + Serialize {
+    /// Whether `self` holds something there that no desired object ever does.
+    fn has_foreign(&self) -> bool;
+    /// Copies the controller's parts from `desired`, dropping whatever else is in them.
+    fn take_owned(&mut self, desired: &Self);
+}
+
+impl Child for Service {
+    fn has_foreign(&self) -> bool {
+        // A selector makes the cluster's endpoint controllers write Endpoints too.
+        self.spec
+            .as_ref()
+            .and_then(|spec| spec.selector.as_ref())
+            .is_some_and(|selector| !selector.is_empty())
+    }
+    fn take_owned(&mut self, desired: &Self) {
+        let want = desired.spec.clone().unwrap_or_default();
+        let spec = self.spec.get_or_insert_default();
+        spec.selector = want.selector;
+        spec.ports = want.ports;
+        spec.publish_not_ready_addresses = want.publish_not_ready_addresses;
+    }
+}
+
+impl Child for EndpointSlice {
+    fn has_foreign(&self) -> bool {
+        false
+    }
+    fn take_owned(&mut self, desired: &Self) {
+        self.endpoints = desired.endpoints.clone();
+        self.ports = desired.ports.clone();
+    }
+}
+
+impl Child for Endpoints {
+    fn has_foreign(&self) -> bool {
+        false
+    }
+    fn take_owned(&mut self, desired: &Self) {
+        self.subsets = desired.subsets.clone();
+    }
+}
+
+impl Child for Ingress {
+    fn has_foreign(&self) -> bool {
+        false
+    }
+    fn take_owned(&mut self, desired: &Self) {
+        self.spec = desired.spec.clone();
+    }
+}
+
 /// Whether `live` holds every field of the stamped `desired` with the same value. A
-/// field someone changed or removed by hand makes it stale; fields others added do not.
-pub fn is_current<K: Resource + Serialize>(desired: &K, live: &K) -> bool {
+/// field someone changed or removed by hand makes it stale; fields others added do not,
+/// except where [`Child::has_foreign`] says so.
+pub fn is_current<K: Child>(desired: &K, live: &K) -> bool {
+    if live.has_foreign() {
+        return false;
+    }
     if desired.annotations().get(APPLIED_ANNOTATION) != live.annotations().get(APPLIED_ANNOTATION) {
         return false;
     }
@@ -84,15 +144,17 @@ pub enum ApplyError {
     },
 }
 
-/// Applies `desired` unless `live` is current. Returns whether it wrote.
+/// Applies `desired` unless `live` is current. Returns how many writes it took: none,
+/// one, or two when another field manager's additions survive server-side apply (which
+/// never removes fields others own) and the object is replaced with ours put back.
 pub async fn apply<K>(
     api: &Api<K>,
     kind: &'static str,
     desired: K,
     live: Option<&K>,
-) -> Result<bool, ApplyError>
+) -> Result<u32, ApplyError>
 where
-    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K: Child + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
     let name = desired.name_any();
@@ -102,15 +164,30 @@ where
         source,
     })?;
     if live.is_some_and(|live| is_current(&desired, live)) {
-        return Ok(false);
+        return Ok(0);
     }
     // Force: the controller is the only writer of these fields, and takes them back from
     // anyone who edited them by hand.
     let params = PatchParams::apply(CONTROLLER_MANAGER).force();
-    api.patch(&name, &params, &Patch::Apply(&desired))
+    let mut applied = api
+        .patch(&name, &params, &Patch::Apply(&desired))
+        .await
+        .map_err(|source| ApplyError::Apply {
+            kind,
+            name: name.clone(),
+            source,
+        })?;
+    if is_current(&desired, &applied) {
+        return Ok(1);
+    }
+    // The resourceVersion of the applied object makes this a compare-and-swap: a
+    // concurrent change fails it, and the next reconcile starts over.
+    applied.take_owned(&desired);
+    applied.meta_mut().managed_fields = None;
+    api.replace(&name, &PostParams::default(), &applied)
         .await
         .map_err(|source| ApplyError::Apply { kind, name, source })?;
-    Ok(true)
+    Ok(2)
 }
 
 /// Deletes `name`; already gone is fine.
@@ -153,6 +230,31 @@ mod tests {
             &desired
         ));
         assert!(!contains(&json!({"spec": {}}), &desired));
+    }
+
+    #[test]
+    fn a_service_with_a_selector_is_stale_and_taking_ours_back_keeps_server_fields() {
+        let desired: Service = serde_json::from_value(json!({
+            "metadata": {"name": "db"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}
+        }))
+        .unwrap();
+        let mut live: Service = serde_json::from_value(json!({
+            "metadata": {"name": "db", "resourceVersion": "7"},
+            "spec": {"clusterIP": "None", "ipFamilies": ["IPv4"], "selector": {"app": "db"},
+                     "ports": [{"name": "pg", "port": 5432}, {"name": "extra", "port": 8080}]}
+        }))
+        .unwrap();
+        assert!(!is_current(&desired, &live));
+
+        live.take_owned(&desired);
+
+        assert!(!live.has_foreign());
+        assert!(is_current(&desired, &live));
+        let spec = live.spec.unwrap();
+        assert_eq!(spec.ports.unwrap().len(), 1);
+        assert_eq!(spec.ip_families.unwrap(), ["IPv4"]);
+        assert_eq!(live.metadata.resource_version.as_deref(), Some("7"));
     }
 
     #[test]

@@ -31,7 +31,6 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -509,18 +508,16 @@ impl Context {
         cache: &Store<K>,
     ) -> Result<(), ApplyError>
     where
-        K: Resource<DynamicType = ()>
+        K: apply::Child<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
             + std::fmt::Debug
-            + Serialize
             + DeserializeOwned
             + 'static,
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
         let namespace = desired.namespace().unwrap_or_default();
         let live = cache.get(&ObjectRef::new(&desired.name_any()).within(&namespace));
         let api = Api::<K>::namespaced(self.client.clone(), &namespace);
-        if apply::apply(&api, kind_name, desired, live.as_deref()).await? {
+        for _ in 0..apply::apply(&api, kind_name, desired, live.as_deref()).await? {
             self.metrics.count_write(kind, Operation::Apply);
         }
         Ok(())

@@ -38,9 +38,10 @@ const DATABASE_SECRET: &str = "extsvc-database";
 /// How long a new RoleBinding may take to reach the API server's authorizer.
 const RBAC_PROPAGATION: Duration = Duration::from_secs(15);
 
-/// Verbs on the objects the operator owns: watched through reflectors (get, list, watch),
-/// server-side applied (create on the first apply, patch after), deleted when unwanted.
-const OWNED: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+/// Verbs on the objects the operator owns: watched through reflectors (list, watch),
+/// server-side applied (create on the first apply, patch after), replaced when another
+/// manager's additions survive the apply, deleted when unwanted.
+const OWNED: &[&str] = &["list", "watch", "create", "patch", "update", "delete"];
 
 /// What the operator calls in every namespace: (API group, resource[/subresource], verbs).
 /// The ClusterRole must grant exactly this.
@@ -50,11 +51,9 @@ const CLUSTER_NEEDS: &[(&str, &str, &[&str])] = &[
     (
         "extsvc.dev",
         "externalservices",
-        &[
-            "get", "list", "watch", "create", "patch", "update", "delete",
-        ],
+        &["list", "watch", "create", "patch", "update", "delete"],
     ),
-    ("extsvc.dev", "externalservices/status", &["get", "patch"]),
+    ("extsvc.dev", "externalservices/status", &["patch"]),
     ("", "services", OWNED),
     ("", "endpoints", OWNED),
     ("discovery.k8s.io", "endpointslices", OWNED),
@@ -105,7 +104,8 @@ const DENIED: &[Request] = &[
     ("update",           "extsvc.dev",           "externalservices/status",     None,                 Where::All),
     ("update",           "extsvc.dev",           "externalservices/finalizers", None,                 Where::All),
     ("deletecollection", "",                     "services",                    None,                 Where::Own),
-    ("update",           "",                     "services",                    None,                 Where::All),
+    ("get",              "",                     "services",                    None,                 Where::All),
+    ("get",              "extsvc.dev",           "externalservices",            None,                 Where::All),
     ("create",           "",                     "events",                      None,                 Where::Own),
     ("create",           "coordination.k8s.io",  "leases",                      None,                 Where::Other("default")),
     ("get",              "coordination.k8s.io",  "leases",                      Some(LEASE),          Where::Other("default")),

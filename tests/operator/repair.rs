@@ -72,6 +72,62 @@ async fn a_child_edited_by_hand_is_put_back() {
 }
 
 #[tokio::test]
+async fn fields_another_manager_adds_to_a_child_are_removed_then_nothing_is_written() {
+    let op = spawn_operator().await;
+    op.put("billing-db", &registration("billing-db")).await;
+    let slices = eventually(30, "three slices", || async {
+        let slices = op.slices_of("billing-db").await;
+        (slices.len() == 3).then_some(slices)
+    })
+    .await;
+    let before = slice_addresses(&slices);
+    let slice = slices[0].name_any();
+    let intruder = PatchParams::apply("intruder").force();
+
+    // A selector would make the cluster's own controllers write Endpoints for this
+    // Service too: the two writers this project exists to avoid (on a single-stack API
+    // server a headless Service with a selector must be single-stack, hence the
+    // families). An extra port and an extra endpoint are not ours either.
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "spec": {"selector": {"app": "billing"},
+                 "ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"],
+                 "ports": [{"name": "extra", "port": 8080, "protocol": "TCP"}]}
+    });
+    op.services()
+        .patch("billing-db", &intruder, &Patch::Apply(&service))
+        .await
+        .unwrap();
+    let endpoint = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "addressType": slices[0].address_type,
+        "endpoints": [{"addresses": [if slices[0].address_type == "IPv6" { "2001:db8::99" } else { "192.0.2.99" }]}]
+    });
+    op.endpoint_slices()
+        .patch(&slice, &intruder, &Patch::Apply(&endpoint))
+        .await
+        .unwrap();
+
+    eventually(30, "the Service without selector or extra port", || async {
+        let spec = op.services().get("billing-db").await.ok()?.spec?;
+        let ports: Vec<_> = spec.ports?.into_iter().filter_map(|p| p.name).collect();
+        (spec.selector.is_none_or(|s| s.is_empty()) && ports == ["https", "metrics"]).then_some(())
+    })
+    .await;
+    eventually(30, "the slice without the extra endpoint", || async {
+        let slices = op.slices_of("billing-db").await;
+        (slice_addresses(&slices) == before).then_some(())
+    })
+    .await;
+
+    // Repaired for good: the next reconciles find nothing to write.
+    let writes = op.metric("extsvc_kubernetes_writes_total").await;
+    op.put("billing-db", &registration("billing-db")).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(op.metric("extsvc_kubernetes_writes_total").await, writes);
+}
+
+#[tokio::test]
 async fn a_resource_edited_or_deleted_by_hand_is_reasserted_from_the_registration() {
     let op = spawn_operator().await;
     op.put("billing-db", &registration("billing-db")).await;
