@@ -1,6 +1,7 @@
 //! Why a value was refused, and where: every validation error names its field as a
 //! JSON pointer (RFC 6901) into the document the user sent.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Why one value was refused.
@@ -86,14 +87,28 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 
 /// Collects errors while a document is parsed, so the user hears about all of them.
 #[derive(Debug, Default)]
-pub struct Errors(Vec<FieldError>);
+pub struct Errors {
+    found: Vec<FieldError>,
+    /// Ports declared but refused: a reference to one is not unknown, only unusable, and
+    /// its port's own error says why.
+    refused_ports: BTreeSet<String>,
+}
 
 impl Errors {
     pub fn add(&mut self, at: &Pointer, error: Invalid) {
-        self.0.push(FieldError {
+        if matches!(&error, Invalid::UnknownPort(name) if self.refused_ports.contains(name)) {
+            return;
+        }
+        self.found.push(FieldError {
             pointer: at.to_string(),
             detail: error.to_string(),
         });
+    }
+
+    /// Records a declared port that was refused, by name and number.
+    pub fn refuse_port(&mut self, name: &str, number: i32) {
+        self.refused_ports.insert(name.to_owned());
+        self.refused_ports.insert(number.to_string());
     }
 
     /// Keeps the value of `result`, or records its error at `at`.
@@ -102,19 +117,19 @@ impl Errors {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.found.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.found.len()
     }
 
     /// `value` when nothing was refused. `value` being `None` with no error recorded is
     /// a bug in the parser, reported rather than hidden.
     pub fn finish<T>(self, value: Option<T>) -> Result<T, ValidationErrors> {
         match value {
-            Some(value) if self.0.is_empty() => Ok(value),
-            _ if !self.0.is_empty() => Err(ValidationErrors(self.0)),
+            Some(value) if self.found.is_empty() => Ok(value),
+            _ if !self.found.is_empty() => Err(ValidationErrors(self.found)),
             _ => Err(ValidationErrors(vec![FieldError {
                 pointer: String::new(),
                 detail: "could not be parsed".to_owned(),

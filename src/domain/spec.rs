@@ -38,7 +38,7 @@ impl ServiceSpec {
         at: &Pointer,
         errors: &mut Errors,
     ) -> Option<Self> {
-        let ports = parse_ports(&spec.ports, &at.field("ports"), errors)?;
+        let (ports, every_port_valid) = parse_ports(&spec.ports, &at.field("ports"), errors)?;
         let endpoints = parse_endpoints(&spec.endpoints, &ports, &at.field("endpoints"), errors);
 
         let checks_at = at.field("healthChecks");
@@ -69,6 +69,7 @@ impl ServiceSpec {
             }
             None => Some(None),
         };
+        every_port_valid.then_some(())?;
         Some(Self {
             ports,
             endpoints: endpoints?,
@@ -94,13 +95,15 @@ impl ServiceSpec {
     }
 }
 
-/// Parses the declared ports. Without valid ports nothing else can be checked, so an
-/// error here stops the parse after every port was looked at.
+/// Parses the declared ports into those that are valid, and whether all were. The rest
+/// of the spec is checked against the valid ones, so that one bad port does not hide the
+/// errors elsewhere; references to a refused port are not reported again. Without a
+/// usable list (empty, too long) nothing else can be checked.
 fn parse_ports(
     ports: &[resource::ServicePort],
     at: &Pointer,
     errors: &mut Errors,
-) -> Option<Vec<ServicePort>> {
+) -> Option<(Vec<ServicePort>, bool)> {
     if ports.is_empty() {
         errors.add(at, Invalid::Empty);
         return None;
@@ -109,43 +112,40 @@ fn parse_ports(
         errors.add(at, Invalid::TooMany { max: MAX_PORTS });
         return None;
     }
-    let errors_before = errors.len();
     let mut names = FirstSeen::default();
     let mut numbers = FirstSeen::default();
-    let parsed: Vec<_> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let at = at.index(i);
-            let name = errors.check(&at.field("name"), PortName::parse(&port.name));
-            let number = errors.check(&at.field("port"), PortNumber::parse(port.port.into()));
-            let app_protocol = match &port.app_protocol {
-                Some(app) => errors
-                    .check(&at.field("appProtocol"), super::QualifiedName::parse(app))
-                    .map(|_| Some(app.clone())),
-                None => Some(None),
-            };
-            let (name_at, port_at) = (at.field("name"), at.field("port"));
-            errors.check(&name_at, names.check(port.name.as_str(), &name_at));
-            errors.check(
-                &port_at,
-                numbers.check((port.port, port.protocol), &port_at),
-            );
-            Some(ServicePort {
-                name: name?,
-                number: number?,
-                protocol: port.protocol,
-                app_protocol: app_protocol?,
-            })
-        })
-        .collect();
-    let parsed: Option<Vec<_>> = parsed.into_iter().collect();
-    // Duplicates leave every port parsed but the list unusable.
-    if errors.len() == errors_before {
-        parsed
-    } else {
-        None
+    let mut valid = Vec::with_capacity(ports.len());
+    for (i, port) in ports.iter().enumerate() {
+        let at = at.index(i);
+        let errors_before = errors.len();
+        let name = errors.check(&at.field("name"), PortName::parse(&port.name));
+        let number = errors.check(&at.field("port"), PortNumber::parse(port.port.into()));
+        let app_protocol = match &port.app_protocol {
+            Some(app) => errors
+                .check(&at.field("appProtocol"), super::QualifiedName::parse(app))
+                .map(|_| Some(app.clone())),
+            None => Some(None),
+        };
+        let (name_at, port_at) = (at.field("name"), at.field("port"));
+        errors.check(&name_at, names.check(port.name.as_str(), &name_at));
+        errors.check(
+            &port_at,
+            numbers.check((port.port, port.protocol), &port_at),
+        );
+        match (name, number, app_protocol) {
+            (Some(name), Some(number), Some(app_protocol)) if errors.len() == errors_before => {
+                valid.push(ServicePort {
+                    name,
+                    number,
+                    protocol: port.protocol,
+                    app_protocol,
+                });
+            }
+            _ => errors.refuse_port(&port.name, port.port),
+        }
     }
+    let every_port_valid = valid.len() == ports.len();
+    Some((valid, every_port_valid))
 }
 
 fn parse_endpoints(
@@ -286,6 +286,24 @@ mod tests {
         assert_eq!(
             spec.ingress().map(|i| i.rules[0].paths[0].port.as_ref()),
             Some("http")
+        );
+    }
+
+    #[test]
+    fn an_invalid_port_does_not_hide_errors_elsewhere_nor_make_its_references_unknown() {
+        let mut spec = with("/ports/1/port", json!(0));
+        spec["endpoints"][0]["address"] = json!("not an address!");
+        spec["endpoints"][1]["ports"] = json!(["admin", "nope"]);
+        spec["healthChecks"][1]["tcp"]["port"] = json!("admin");
+        spec["ingress"]["rules"] = json!([]);
+        assert_eq!(
+            parse(spec).unwrap_err(),
+            [
+                "/spec/ports/1/port",
+                "/spec/endpoints/0/address",
+                "/spec/endpoints/1/ports/1",
+                "/spec/ingress/rules"
+            ]
         );
     }
 

@@ -105,7 +105,10 @@ async fn errors_in_a_legacy_document_point_at_the_fields_written() {
     )
     .await;
 
-    assert_eq!(pointers(&body), ["/spec/port"]);
+    assert_eq!(
+        pointers(&body),
+        ["/spec/port", "/spec/ips/1", "/spec/hosts/1/host"]
+    );
 
     let yaml = sample("complex.yaml")
         .replace("- 10.0.100.11", "- 10.0.100.300")

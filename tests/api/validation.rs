@@ -143,10 +143,14 @@ async fn several_bad_fields_are_all_listed() {
 
     assert_eq!(
         pointers(&body),
-        ["/metadata/name", "/spec/ports/1/port"],
-        "ports must be valid before addresses are checked against them"
+        [
+            "/metadata/name",
+            "/spec/ports/1/port",
+            "/spec/endpoints/0/address"
+        ],
+        "a bad port hides nothing else"
     );
-    assert_eq!(body["detail"], "2 fields are invalid");
+    assert_eq!(body["detail"], "3 fields are invalid");
 }
 
 #[tokio::test]
