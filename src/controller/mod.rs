@@ -39,7 +39,7 @@ use crate::k8s::{
     CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, scoped_api,
 };
 use crate::metrics::{Kind, Metrics, Operation};
-use crate::probe::{Engine, probe_targets};
+use crate::probe::{Engine, Unresolved, probe_targets};
 use crate::resource::{API_VERSION, ExternalService, ExternalServiceStatus, KIND};
 
 pub use addresses::{Health, PublishedAddress};
@@ -349,6 +349,11 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         &published_readiness(previous, generation),
     );
     let published = publish(&spec, &resolutions, &context.engine.readiness(&key));
+    let unresolved = published.unresolved.iter().map(|u| Unresolved {
+        name: u.name.to_string(),
+        reason: u.reason.clone(),
+    });
+    context.engine.set_unresolved(&key, unresolved.collect());
 
     let applied = context
         .apply_children(&owner, &spec, &published.addresses)

@@ -52,10 +52,19 @@ struct Shared {
     next_id: std::sync::atomic::AtomicU64,
 }
 
+/// A DNS name among a service's addresses that resolves to nothing, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolved {
+    pub name: String,
+    pub reason: String,
+}
+
 #[derive(Default)]
 struct ServiceState {
     /// Every published address, checked or not, in order.
     addresses: Vec<IpAddr>,
+    /// Names with no address: not probed, never ready, counted in the total.
+    unresolved: Vec<Unresolved>,
     checks: BTreeMap<(IpAddr, String), Tracked>,
     updated_at: Option<SystemTime>,
 }
@@ -193,13 +202,30 @@ impl Engine {
             }
             self.shared
                 .metrics
-                .set_addresses(key, ready_count(service), service.addresses.len());
+                .set_addresses(key, ready_count(service), total_count(service));
             // Sent under the lock: a `retain` racing this call must find its Remove queued
             // after our Add, or the scheduler would keep a target nobody owns.
             for op in ops {
                 // The scheduler only stops with the engine.
                 let _ = self.schedule.send(op);
             }
+        }
+    }
+
+    /// Sets the names of a service that resolve to nothing, after `set_targets`: they
+    /// count as addresses that are not ready, as in the resource's status.
+    pub fn set_unresolved(&self, key: &ServiceKey, unresolved: Vec<Unresolved>) {
+        let mut services = lock(&self.shared.services);
+        let Some(service) = services.get_mut(key) else {
+            return;
+        };
+        if service.unresolved != unresolved {
+            service.unresolved = unresolved;
+            service.updated_at = Some(SystemTime::now());
+            lock(&self.shared.dirty).insert(key.clone());
+            self.shared
+                .metrics
+                .set_addresses(key, ready_count(service), total_count(service));
         }
     }
 
@@ -293,17 +319,22 @@ fn ready_count(service: &ServiceState) -> usize {
         .count()
 }
 
+fn total_count(service: &ServiceState) -> usize {
+    service.addresses.len() + service.unresolved.len()
+}
+
 fn timestamp(time: SystemTime) -> String {
     DateTime::<Utc>::from(time).to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn report(key: &ServiceKey, service: &ServiceState) -> ServiceHealth {
-    let addresses: Vec<AddressHealth> = service
+    let mut addresses: Vec<AddressHealth> = service
         .addresses
         .iter()
         .map(|ip| AddressHealth {
             address: ip.to_string(),
             state: address_state_of(service, *ip),
+            message: None,
             checks: checks_of(service, *ip)
                 .map(|(name, tracked)| {
                     let state = &tracked.state;
@@ -331,6 +362,12 @@ fn report(key: &ServiceKey, service: &ServiceState) -> ServiceHealth {
                 .collect(),
         })
         .collect();
+    addresses.extend(service.unresolved.iter().map(|u| AddressHealth {
+        address: u.name.clone(),
+        state: HealthState::NotReady,
+        message: Some(u.reason.clone()),
+        checks: Vec::new(),
+    }));
     ServiceHealth {
         namespace: key.namespace.to_string(),
         name: key.name.to_string(),
@@ -482,7 +519,7 @@ impl Scheduler {
         if is_ready != was_ready {
             self.shared
                 .metrics
-                .set_addresses(&key, ready_count(service), service.addresses.len());
+                .set_addresses(&key, ready_count(service), total_count(service));
             let _ = self.shared.wake.send(key);
         }
     }

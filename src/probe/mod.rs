@@ -10,6 +10,6 @@ mod state;
 mod target;
 
 pub use check::Tls;
-pub use engine::{DEFAULT_MAX_IN_FLIGHT, Engine};
+pub use engine::{DEFAULT_MAX_IN_FLIGHT, Engine, Unresolved};
 pub use publisher::publish;
 pub use target::{ProbeTarget, probe_targets};

@@ -31,9 +31,13 @@ pub enum HealthState {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddressHealth {
+    /// An IP, or a DNS name that resolves to nothing (then never ready).
     pub address: String,
     /// Ready when every check on the address is ready (or none applies to it).
     pub state: HealthState,
+    /// Why an address is not probed, e.g. a DNS name that does not resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckHealth>,
 }

@@ -165,12 +165,18 @@ async fn the_health_api_and_the_resource_status_agree() {
     let op = spawn_operator().await;
     let up = Backend::start(hosts(), take_ip(), 0, 200);
     let down = Backend::start(hosts(), take_ip(), up.address.port(), 426);
-    op.put("pay", &checked("pay", &[&up, &down], 1)).await;
+    // And a name that resolves to nothing: not ready in both, with the reason.
+    let mut registration = checked("pay", &[&up, &down], 1);
+    registration["spec"]["endpoints"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"address": "nothing.invalid"}));
+    op.put("pay", &registration).await;
     wait_for(&op, "pay", &[(&up, true), (&down, false)]).await;
 
     let (status, health) = eventually(30, "published health", || async {
         let (status, health) = op.health("pay").await;
-        (health["readyAddresses"] == 1 && health["totalAddresses"] == 2).then_some((status, health))
+        (health["readyAddresses"] == 1 && health["totalAddresses"] == 3).then_some((status, health))
     })
     .await;
     assert_eq!(status, StatusCode::OK);
@@ -194,11 +200,17 @@ async fn the_health_api_and_the_resource_status_agree() {
         })
         .collect();
     assert_eq!(from_health, from_status);
-    let failing = health["addresses"]
-        .as_array()
-        .unwrap()
+    assert_eq!(from_health.get("nothing.invalid"), Some(&false));
+    let addresses = health["addresses"].as_array().unwrap();
+    let unresolved = addresses
         .iter()
-        .find(|a| a["state"] == "notReady")
+        .find(|a| a["address"] == "nothing.invalid")
+        .unwrap();
+    assert_eq!(unresolved["state"], "notReady");
+    assert!(unresolved["message"].is_string(), "{unresolved}");
+    let failing = addresses
+        .iter()
+        .find(|a| a["address"] == down.address.ip().to_string())
         .unwrap();
     assert_eq!(
         failing["checks"][0]["lastError"], "status 426",
@@ -213,7 +225,7 @@ async fn the_health_api_and_the_resource_status_agree() {
     assert!(failing["checks"][0]["lastProbeTime"].is_string());
 
     let (_, document) = op.get("pay").await;
-    assert_eq!(document["status"]["ready"], "1/2");
+    assert_eq!(document["status"]["ready"], "1/3");
     let unready: Value = op
         .http
         .get(format!(
