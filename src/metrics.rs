@@ -177,6 +177,13 @@ impl Metrics {
         self.addresses.remove(&labels);
     }
 
+    /// Drops every per-service gauge: a replica that stops leading stops probing, and
+    /// must not go on exporting its last counts beside the new leader's.
+    pub fn forget_services(&self) {
+        self.ready_addresses.clear();
+        self.addresses.clear();
+    }
+
     /// Times a reconcile until the returned guard is dropped.
     pub fn time_reconcile(&self) -> ReconcileTimer<'_> {
         ReconcileTimer {
@@ -226,5 +233,33 @@ impl Drop for ReconcileTimer<'_> {
                 result: self.result,
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DnsLabel, ServiceName};
+
+    #[test]
+    fn a_replica_that_stops_leading_exports_no_service_gauges() {
+        let metrics = Metrics::default();
+        let key = ServiceKey {
+            namespace: DnsLabel::parse("payments").unwrap(),
+            name: ServiceName::parse("billing-db").unwrap(),
+        };
+        metrics.set_addresses(&key, 1, 2);
+        let text = metrics.encode().unwrap();
+        assert!(
+            text.contains(
+                r#"extsvc_service_ready_addresses{namespace="payments",name="billing-db"} 1"#
+            ),
+            "{text}"
+        );
+
+        metrics.forget_services();
+
+        let text = metrics.encode().unwrap();
+        assert!(!text.contains("billing-db"), "{text}");
     }
 }

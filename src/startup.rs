@@ -237,11 +237,12 @@ fn spawn_leader_roles(
                         settings,
                         engine.clone(),
                         woken,
-                        metrics,
+                        metrics.clone(),
                         leading.clone()
                     ),
                     probe::publish(engine, store, leading),
                 );
+                metrics.forget_services();
             }
         })
         .await;
