@@ -17,7 +17,7 @@ use super::ExternalServiceStatus;
 /// on, how to tell whether an address is healthy, and an optional Ingress in front.
 // clippy reads the `type_ = "string"` of two printer columns as a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, ToSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema, ToSchema)]
 #[kube(
     group = "extsvc.dev",
     version = "v1alpha1",
@@ -35,6 +35,9 @@ use super::ExternalServiceStatus;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!has(self.healthChecks) || self.healthChecks.all(c, [has(c.http) ? c.http.port : (has(c.tcp) ? c.tcp.port : c.grpc.port)].all(p, type(p) == int || self.ports.exists(q, q.name == p)))").message("a health check's port must name a port in spec.ports or be a number")
+)]
 pub struct ExternalServiceSpec {
     /// Named ports the backend serves. At least one.
     #[schemars(length(min = 1, max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -95,6 +98,7 @@ pub struct Endpoint {
     pub address: String,
     /// Names of the ports this address serves; all ports when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
     pub ports: Option<Vec<String>>,
     /// Topology zone of the address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,8 +163,11 @@ fn default_failure_threshold() -> i32 {
 }
 
 /// An HTTP(S) GET that passes on an expected status.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, ToSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("!has(self.insecureSkipVerify) || !self.insecureSkipVerify || (has(self.scheme) && self.scheme == 'HTTPS')").message("insecureSkipVerify applies only to scheme HTTPS")
+)]
 pub struct HttpCheck {
     pub port: PortRef,
     #[serde(default = "default_path")]
@@ -275,6 +282,10 @@ impl JsonSchema for PortRef {
         schemars::json_schema!({
             "description": "A port given by its name in spec.ports or by number.",
             "x-kubernetes-int-or-string": true,
+            // Each applies to its own type: a number is 1-65535, a name is not empty.
+            "minimum": 1,
+            "maximum": 65535,
+            "minLength": 1,
         })
     }
 }

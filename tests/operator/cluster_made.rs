@@ -126,3 +126,61 @@ async fn a_resource_that_breaks_a_rule_the_schema_cannot_check_says_why() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_api_server_refuses_what_the_schema_can_check() {
+    let op = spawn_operator().await;
+    let check = |check: serde_json::Value| {
+        json!({
+            "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"address": "192.0.2.1"}],
+            "healthChecks": [check]
+        })
+    };
+    let cases = [
+        (
+            check(json!({"name": "up", "tcp": {"port": 0}})),
+            "should be greater than or equal to 1",
+        ),
+        (
+            check(json!({"name": "up", "tcp": {"port": "nope"}})),
+            "must name a port in spec.ports",
+        ),
+        (
+            check(json!({"name": "up", "http": {"port": "http", "insecureSkipVerify": true}})),
+            "insecureSkipVerify applies only to scheme HTTPS",
+        ),
+        (
+            json!({
+                "ports": [{"name": "http", "port": 80}],
+                "endpoints": [{"address": "192.0.2.1", "ports": []}]
+            }),
+            "spec.endpoints[0].ports",
+        ),
+    ];
+    for (i, (spec, expected)) in cases.into_iter().enumerate() {
+        let made = resource(&format!("refused-{i}"), spec);
+        match op
+            .external_services()
+            .create(&PostParams::default(), &made)
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{status:?}");
+                assert!(status.message.contains(expected), "{expected}: {status:?}");
+            }
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+    // And the same rules pass what is valid.
+    let valid = resource(
+        "accepted",
+        check(
+            json!({"name": "up", "http": {"port": "http", "scheme": "HTTPS", "insecureSkipVerify": true}}),
+        ),
+    );
+    op.external_services()
+        .create(&PostParams::default(), &valid)
+        .await
+        .unwrap();
+}
