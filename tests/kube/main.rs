@@ -222,6 +222,50 @@ async fn applying_the_same_object_twice_keeps_its_resource_version() {
 }
 
 #[tokio::test]
+async fn applying_a_service_and_an_endpoint_slice_twice_keeps_their_resource_versions() {
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let client = cp.client().await;
+    let params = PatchParams::apply(controlplane::FIELD_MANAGER);
+    let service = serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "backend"},
+        "spec": {"clusterIP": "None",
+                 "ports": [{"name": "http", "port": 80}, {"name": "grpc", "port": 9090}]}
+    });
+    let slice = serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "backend-v4", "labels": {"kubernetes.io/service-name": "backend"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"},
+                  {"name": "grpc", "port": 9090, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["192.0.2.10"], "conditions": {"ready": true}}]
+    });
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let slices = Api::<EndpointSlice>::namespaced(client, &ns);
+
+    let versions = async || {
+        let service = services
+            .patch("backend", &params, &Patch::Apply(&service))
+            .await
+            .expect("apply Service");
+        let slice = slices
+            .patch("backend-v4", &params, &Patch::Apply(&slice))
+            .await
+            .expect("apply EndpointSlice");
+        (
+            service.metadata.resource_version,
+            slice.metadata.resource_version,
+        )
+    };
+    let first = versions().await;
+    let second = versions().await;
+
+    assert!(first.0.is_some() && first.1.is_some());
+    assert_eq!(first, second);
+}
+
+#[tokio::test]
 async fn watcher_sees_an_object_change() {
     let cp = controlplane::shared().await;
     let ns = cp.fresh_namespace().await;
