@@ -160,33 +160,79 @@ fn find_nul(value: &serde_json::Value, at: String) -> Option<String> {
     }
 }
 
-/// Decodes a well-formed value into `T`, naming the field that does not fit.
-fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let mut pointer = String::new();
-        for segment in error.path().iter() {
-            use serde_path_to_error::Segment;
-            match segment {
-                Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
-                Segment::Map { key } => {
-                    pointer.push('/');
-                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                }
-                Segment::Enum { .. } | Segment::Unknown => {}
-            }
-        }
-        let message = error.inner().to_string();
-        // serde names a missing field in its message; point at the field itself.
-        let detail = match missing_field(&message) {
-            Some(field) => {
-                pointer.push('/');
-                pointer.push_str(field);
-                "is required".to_owned()
-            }
-            None => message,
+/// At most this many fields that do not fit are listed in one answer.
+const MAX_SHAPE_ERRORS: usize = 50;
+
+/// Decodes a well-formed value into `T`, naming every field that does not fit. serde
+/// stops at the first; to find the next one, a field that does not fit is taken out of
+/// the document and decoding tried again, as long as it is an object member that is
+/// not required (taking out a required one would only report it missing).
+fn decode<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    while errors.len() < MAX_SHAPE_ERRORS {
+        let error = match serde_path_to_error::deserialize::<_, T>(&value) {
+            Ok(decoded) if errors.is_empty() => return Ok(decoded),
+            Ok(_) => break,
+            Err(error) => error,
         };
-        ApiError::Invalid(ValidationErrors(vec![FieldError { pointer, detail }]))
-    })
+        let (field, missing) = shape_error(&error);
+        // A required field taken out for being of the wrong type is now missing: it
+        // was reported already, and decoding cannot go past it.
+        if errors.iter().any(|e| e.pointer == field.pointer) {
+            break;
+        }
+        let again = !missing && take_out(&mut value, &field.pointer);
+        errors.push(field);
+        if !again {
+            break;
+        }
+    }
+    Err(ApiError::Invalid(ValidationErrors(errors)))
+}
+
+/// The field a decoding error names, and whether it is missing.
+fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> (FieldError, bool) {
+    let mut pointer = String::new();
+    for segment in error.path().iter() {
+        use serde_path_to_error::Segment;
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                pointer.push('/');
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    let message = error.inner().to_string();
+    // serde names a missing field in its message; point at the field itself.
+    match missing_field(&message) {
+        Some(field) => {
+            pointer.push('/');
+            pointer.push_str(field);
+            let detail = "is required".to_owned();
+            (FieldError { pointer, detail }, true)
+        }
+        None => (
+            FieldError {
+                pointer,
+                detail: message,
+            },
+            false,
+        ),
+    }
+}
+
+/// Removes the object member at `pointer`; false when there is none.
+fn take_out(value: &mut serde_json::Value, pointer: &str) -> bool {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    value
+        .pointer_mut(parent)
+        .and_then(serde_json::Value::as_object_mut)
+        .is_some_and(|object| object.remove(&key).is_some())
 }
 
 fn missing_field(message: &str) -> Option<&str> {

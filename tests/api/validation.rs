@@ -154,6 +154,31 @@ async fn several_bad_fields_are_all_listed() {
 }
 
 #[tokio::test]
+async fn every_field_that_does_not_fit_the_shape_is_listed() {
+    let app = spawn_app().await;
+    let mut doc = with("/spec/endpoints/0/bogus", json!(1));
+    doc["spec"]["ports"][0]["appProtocol"] = json!(7);
+    doc["metadata"]["colour"] = json!("blue");
+    doc["spec"]["healthChecks"] =
+        json!([{"name": "up", "tcp": {"port": "http"}, "periodSeconds": "10"}]);
+
+    let body = problem(app.post("ns", &doc).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    let mut listed = pointers(&body);
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "/metadata/colour",
+            "/spec/endpoints/0/bogus",
+            "/spec/healthChecks/0/periodSeconds",
+            "/spec/ports/0/appProtocol"
+        ]
+    );
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
 async fn a_missing_required_field_is_named() {
     let app = spawn_app().await;
     let doc =
