@@ -1,22 +1,29 @@
 //! Whatever is changed by hand in the cluster comes back as the registration says.
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::helpers::{eventually, registration, slice_addresses, spawn_operator};
+use crate::helpers::{TestOperator, eventually, registration, slice_addresses, spawn_operator};
 
-#[tokio::test]
-async fn children_deleted_by_hand_are_recreated() {
+/// An operator with `billing-db` registered, and its three EndpointSlices.
+async fn registered() -> (TestOperator, Vec<EndpointSlice>) {
     let op = spawn_operator().await;
     op.put("billing-db", &registration("billing-db")).await;
-    let service = eventually(30, "the Service", || async {
-        op.services().get_opt("billing-db").await.ok().flatten()
-    })
-    .await;
     let slices = eventually(30, "three slices", || async {
         let slices = op.slices_of("billing-db").await;
         (slices.len() == 3).then_some(slices)
+    })
+    .await;
+    (op, slices)
+}
+
+#[tokio::test]
+async fn children_deleted_by_hand_are_recreated() {
+    let (op, slices) = registered().await;
+    let service = eventually(30, "the Service", || async {
+        op.services().get_opt("billing-db").await.ok().flatten()
     })
     .await;
 
@@ -43,13 +50,7 @@ async fn children_deleted_by_hand_are_recreated() {
 
 #[tokio::test]
 async fn a_child_edited_by_hand_is_put_back() {
-    let op = spawn_operator().await;
-    op.put("billing-db", &registration("billing-db")).await;
-    let slices = eventually(30, "three slices", || async {
-        let slices = op.slices_of("billing-db").await;
-        (slices.len() == 3).then_some(slices)
-    })
-    .await;
+    let (op, slices) = registered().await;
     let before = slice_addresses(&slices);
     let name = slices[0].name_any();
 
@@ -73,13 +74,7 @@ async fn a_child_edited_by_hand_is_put_back() {
 
 #[tokio::test]
 async fn fields_another_manager_adds_to_a_child_are_removed_then_nothing_is_written() {
-    let op = spawn_operator().await;
-    op.put("billing-db", &registration("billing-db")).await;
-    let slices = eventually(30, "three slices", || async {
-        let slices = op.slices_of("billing-db").await;
-        (slices.len() == 3).then_some(slices)
-    })
-    .await;
+    let (op, slices) = registered().await;
     let before = slice_addresses(&slices);
     let slice = slices[0].name_any();
     let intruder = PatchParams::apply("intruder").force();
