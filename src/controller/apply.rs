@@ -123,43 +123,46 @@ fn contains(live: &Value, desired: &Value) -> bool {
 pub enum ApplyError {
     #[error("could not encode {kind} {name}")]
     Encode {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: serde_json::Error,
     },
     #[error("could not apply {kind} {name}")]
     Apply {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
     },
     #[error("could not delete {kind} {name}")]
     Delete {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
     },
 }
 
+/// The kind of `K`, for errors: `Service`, `EndpointSlice`, ...
+fn kind_of<K: Resource>() -> String
+where
+    K::DynamicType: Default,
+{
+    K::kind(&K::DynamicType::default()).into_owned()
+}
+
 /// Applies `desired` unless `live` is current. Returns how many writes it took: none,
 /// one, or two when another field manager's additions survive server-side apply (which
 /// never removes fields others own) and the object is replaced with ours put back.
-pub async fn apply<K>(
-    api: &Api<K>,
-    kind: &'static str,
-    desired: K,
-    live: Option<&K>,
-) -> Result<u32, ApplyError>
+pub async fn apply<K>(api: &Api<K>, desired: K, live: Option<&K>) -> Result<u32, ApplyError>
 where
     K: Child + Clone + Debug + DeserializeOwned,
     K::DynamicType: Default,
 {
     let name = desired.name_any();
     let desired = stamp(desired).map_err(|source| ApplyError::Encode {
-        kind,
+        kind: kind_of::<K>(),
         name: name.clone(),
         source,
     })?;
@@ -173,7 +176,7 @@ where
         .patch(&name, &params, &Patch::Apply(&desired))
         .await
         .map_err(|source| ApplyError::Apply {
-            kind,
+            kind: kind_of::<K>(),
             name: name.clone(),
             source,
         })?;
@@ -186,20 +189,25 @@ where
     applied.meta_mut().managed_fields = None;
     api.replace(&name, &PostParams::default(), &applied)
         .await
-        .map_err(|source| ApplyError::Apply { kind, name, source })?;
+        .map_err(|source| ApplyError::Apply {
+            kind: kind_of::<K>(),
+            name,
+            source,
+        })?;
     Ok(2)
 }
 
 /// Deletes `name`; already gone is fine.
-pub async fn delete<K>(api: &Api<K>, kind: &'static str, name: &str) -> Result<(), ApplyError>
+pub async fn delete<K>(api: &Api<K>, name: &str) -> Result<(), ApplyError>
 where
-    K: Resource + Clone + Debug + DeserializeOwned,
+    K: Child + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
 {
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(ApplyError::Delete {
-            kind,
+            kind: kind_of::<K>(),
             name: name.to_owned(),
             source,
         }),

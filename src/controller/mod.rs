@@ -432,7 +432,6 @@ impl Context {
 
         self.apply(
             Kind::Service,
-            "Service",
             desired_service(owner, spec),
             &caches.services,
         )
@@ -441,7 +440,7 @@ impl Context {
         let slices = desired_endpoint_slices(owner, spec, addresses);
         let wanted: HashSet<String> = slices.iter().map(ResourceExt::name_any).collect();
         for slice in slices {
-            self.apply(Kind::EndpointSlice, "EndpointSlice", slice, &caches.slices)
+            self.apply(Kind::EndpointSlice, slice, &caches.slices)
                 .await?;
         }
         let stale: Vec<String> = caches
@@ -460,30 +459,29 @@ impl Context {
             .map(|live| live.name_any())
             .collect();
         for name in stale {
-            self.delete::<EndpointSlice>(Kind::EndpointSlice, "EndpointSlice", namespace, &name)
+            self.delete::<EndpointSlice>(Kind::EndpointSlice, namespace, &name)
                 .await?;
         }
 
         if self.settings.legacy_endpoints {
             self.apply(
                 Kind::Endpoints,
-                "Endpoints",
                 desired_endpoints(owner, spec, addresses),
                 &caches.endpoints,
             )
             .await?;
         } else if self.owned(&caches.endpoints, owner) {
-            self.delete::<Endpoints>(Kind::Endpoints, "Endpoints", namespace, &owner.name)
+            self.delete::<Endpoints>(Kind::Endpoints, namespace, &owner.name)
                 .await?;
         }
 
         match desired_ingress(owner, spec) {
             Some(ingress) => {
-                self.apply(Kind::Ingress, "Ingress", ingress, &caches.ingresses)
+                self.apply(Kind::Ingress, ingress, &caches.ingresses)
                     .await?
             }
             None if self.owned(&caches.ingresses, owner) => {
-                self.delete::<Ingress>(Kind::Ingress, "Ingress", namespace, &owner.name)
+                self.delete::<Ingress>(Kind::Ingress, namespace, &owner.name)
                     .await?;
             }
             None => {}
@@ -505,13 +503,7 @@ impl Context {
             })
     }
 
-    async fn apply<K>(
-        &self,
-        kind: Kind,
-        kind_name: &'static str,
-        desired: K,
-        cache: &Store<K>,
-    ) -> Result<(), ApplyError>
+    async fn apply<K>(&self, kind: Kind, desired: K, cache: &Store<K>) -> Result<(), ApplyError>
     where
         K: apply::Child<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -522,31 +514,21 @@ impl Context {
         let namespace = desired.namespace().unwrap_or_default();
         let live = cache.get(&ObjectRef::new(&desired.name_any()).within(&namespace));
         let api = Api::<K>::namespaced(self.client.clone(), &namespace);
-        for _ in 0..apply::apply(&api, kind_name, desired, live.as_deref()).await? {
+        for _ in 0..apply::apply(&api, desired, live.as_deref()).await? {
             self.metrics.count_write(kind, Operation::Apply);
         }
         Ok(())
     }
 
-    async fn delete<K>(
-        &self,
-        kind: Kind,
-        kind_name: &'static str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(), ApplyError>
+    async fn delete<K>(&self, kind: Kind, namespace: &str, name: &str) -> Result<(), ApplyError>
     where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + apply::Child
             + Clone
             + std::fmt::Debug
             + DeserializeOwned,
     {
-        apply::delete(
-            &Api::<K>::namespaced(self.client.clone(), namespace),
-            kind_name,
-            name,
-        )
-        .await?;
+        apply::delete(&Api::<K>::namespaced(self.client.clone(), namespace), name).await?;
         self.metrics.count_write(kind, Operation::Delete);
         Ok(())
     }
