@@ -3,6 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::api::Problem;
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,30 +82,23 @@ impl Client {
             return Ok(response);
         }
         let status = response.status();
-        let problem: Value = response.json().await.unwrap_or_default();
-        let text = |key: &str| problem[key].as_str().unwrap_or_default().to_owned();
-        let errors = problem["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .map(|e| {
-                        let at = e["pointer"]
-                            .as_str()
-                            .or(e["parameter"].as_str())
-                            .unwrap_or_default();
-                        (
-                            at.to_owned(),
-                            e["detail"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Anything but a problem document (say, a proxy's error page) leaves only the status.
+        let (title, detail, errors) = match response.json::<Problem>().await {
+            Ok(problem) => (
+                problem.title,
+                problem.detail,
+                problem
+                    .errors
+                    .into_iter()
+                    .map(|e| (e.pointer.or(e.parameter).unwrap_or_default(), e.detail))
+                    .collect(),
+            ),
+            Err(_) => Default::default(),
+        };
         Err(ClientError::Problem {
             status,
-            title: text("title"),
-            detail: text("detail"),
+            title,
+            detail,
             errors,
         })
     }
