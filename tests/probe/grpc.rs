@@ -1,11 +1,9 @@
 //! gRPC checks against a real `grpc.health.v1.Health` server (tonic-health).
 
-use std::collections::BTreeMap;
-
 use extsvc::resource::{HealthState, ProbeResult};
 use serde_json::json;
 
-use crate::helpers::{LOCALHOST, Probing, fast, key, targets, within};
+use crate::helpers::{LOCALHOST, Probing, key, local, within};
 use crate::servers::GrpcHealthServer;
 
 #[tokio::test]
@@ -16,11 +14,7 @@ async fn a_grpc_check_follows_the_serving_status_of_its_service() {
         let probing = Probing::start();
         let svc = key("grpc");
         let check = json!({"name": "db", "grpc": {"port": "web", "service": "db"}});
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&svc, server.port, [check]);
 
         let serving = probing
             .until_check(&svc, LOCALHOST, "db", "SERVING", |c| {
@@ -28,10 +22,7 @@ async fn a_grpc_check_follows_the_serving_status_of_its_service() {
             })
             .await;
         assert_eq!(serving.last_result, Some(ProbeResult::Success));
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, true)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(true));
 
         server.set("db", false).await;
         let down = probing
@@ -40,10 +31,7 @@ async fn a_grpc_check_follows_the_serving_status_of_its_service() {
             })
             .await;
         assert_eq!(down.last_error.as_deref(), Some("NOT_SERVING"));
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, false)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(false));
 
         server.set("db", true).await;
         probing
@@ -51,10 +39,7 @@ async fn a_grpc_check_follows_the_serving_status_of_its_service() {
                 c.state == HealthState::Ready
             })
             .await;
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, true)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(true));
     })
     .await;
 }
@@ -66,18 +51,10 @@ async fn a_grpc_check_on_the_whole_server_passes_and_on_an_unknown_service_fails
         let probing = Probing::start();
         let whole = key("grpc-whole");
         let check = json!({"name": "server", "grpc": {"port": "web"}});
-        probing.watch(
-            &whole,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&whole, server.port, [check]);
         let unknown = key("grpc-unknown");
         let check = json!({"name": "nope", "grpc": {"port": "web", "service": "nope"}});
-        probing.watch(
-            &unknown,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&unknown, server.port, [check]);
 
         probing
             .until_check(&whole, LOCALHOST, "server", "the empty service", |c| {
@@ -95,10 +72,7 @@ async fn a_grpc_check_on_the_whole_server_passes_and_on_an_unknown_service_fails
             Some("gRPC status 5 service not registered"),
             "the server's grpc-message, percent-decoded"
         );
-        assert_eq!(
-            probing.engine.readiness(&unknown),
-            BTreeMap::from([(LOCALHOST, false)])
-        );
+        assert_eq!(probing.engine.readiness(&unknown), local(false));
     })
     .await;
 }

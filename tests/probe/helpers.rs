@@ -60,6 +60,15 @@ pub fn targets(ip: IpAddr, web_port: u16, checks: Vec<Value>) -> Vec<ProbeTarget
     probe_targets(&spec, [(ip, &ports)])
 }
 
+/// The readiness map of a service whose one address is `LOCALHOST`; also its seed.
+pub fn local(ready: bool) -> BTreeMap<IpAddr, bool> {
+    BTreeMap::from([(LOCALHOST, ready)])
+}
+
+fn local_targets(web_port: u16, checks: impl IntoIterator<Item = Value>) -> Vec<ProbeTarget> {
+    targets(LOCALHOST, web_port, checks.into_iter().map(fast).collect())
+}
+
 /// An engine for one test; stopped when dropped.
 pub struct Probing {
     pub engine: Engine,
@@ -94,6 +103,44 @@ impl Probing {
     pub fn watch(&self, key: &ServiceKey, ip: IpAddr, targets: Vec<ProbeTarget>) {
         self.engine
             .set_targets(key, vec![ip], targets, &BTreeMap::new());
+    }
+
+    /// Probes `checks`, each with fast timing, on the single address `LOCALHOST` of `key`,
+    /// whose port `web` is `web_port`, with no seed.
+    pub fn watch_local(
+        &self,
+        key: &ServiceKey,
+        web_port: u16,
+        checks: impl IntoIterator<Item = Value>,
+    ) {
+        self.watch(key, LOCALHOST, local_targets(web_port, checks));
+    }
+
+    /// As `watch_local`, with the address seeded `ready` or not.
+    pub fn watch_seeded(
+        &self,
+        key: &ServiceKey,
+        web_port: u16,
+        checks: impl IntoIterator<Item = Value>,
+        ready: bool,
+    ) {
+        self.engine.set_targets(
+            key,
+            vec![LOCALHOST],
+            local_targets(web_port, checks),
+            &local(ready),
+        );
+    }
+
+    /// Waits until every check on the first address of `key` has a result.
+    pub async fn until_all_probed(&self, key: &ServiceKey, what: &str) -> ServiceHealth {
+        self.until(key, what, |r| {
+            r.addresses[0]
+                .checks
+                .iter()
+                .all(|c| c.last_result.is_some())
+        })
+        .await
     }
 
     /// Waits until the report of `key` satisfies `done`.

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use extsvc::resource::{HealthState, ProbeResult};
 use serde_json::json;
 
-use crate::helpers::{LOCALHOST, Probing, eventually, fast, find_check, key, targets, within};
+use crate::helpers::{
+    LOCALHOST, Probing, eventually, fast, find_check, key, local, targets, within,
+};
 use crate::servers::{HangingServer, HttpServer, closed_port};
 
 fn parse_time(time: Option<&String>) -> DateTime<Utc> {
@@ -24,14 +26,10 @@ async fn a_healthy_http_server_makes_its_address_ready() {
         let mut probing = Probing::start();
         let svc = key("healthy");
         let check = json!({"name": "up", "http": {"port": "web", "path": "/healthz"}});
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&svc, server.port, [check]);
         assert_eq!(
             probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, false)]),
+            local(false),
             "an address with a check is not ready before its first probe"
         );
 
@@ -54,10 +52,7 @@ async fn a_healthy_http_server_makes_its_address_ready() {
             "last probe {probed} is not recent"
         );
         assert!(first.last_transition_time.is_some());
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, true)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(true));
         let report = probing.engine.report(&svc).expect("a report");
         assert_eq!((report.ready_addresses, report.total_addresses), (1, 1));
         assert_eq!(report.addresses[0].state, HealthState::Ready);
@@ -101,11 +96,7 @@ async fn a_server_answering_503_keeps_its_address_not_ready_until_it_recovers() 
         let probing = Probing::start();
         let svc = key("unavailable");
         let check = json!({"name": "up", "http": {"port": "web"}});
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&svc, server.port, [check]);
 
         let check = probing
             .until_check(&svc, LOCALHOST, "up", "two failures", |c| {
@@ -116,10 +107,7 @@ async fn a_server_answering_503_keeps_its_address_not_ready_until_it_recovers() 
         assert_eq!(check.last_result, Some(ProbeResult::Failure));
         assert_eq!(check.last_error.as_deref(), Some("status 503"));
         assert_eq!(check.consecutive_successes, 0);
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, false)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(false));
         let transitions = probing.engine.take_transitions();
         assert_eq!(transitions.len(), 1, "{transitions:#?}");
         assert_eq!(
@@ -134,10 +122,7 @@ async fn a_server_answering_503_keeps_its_address_not_ready_until_it_recovers() 
                 c.state == HealthState::Ready
             })
             .await;
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, true)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(true));
     })
     .await;
 }
@@ -153,21 +138,9 @@ async fn any_status_outside_expected_statuses_fails_and_a_listed_one_passes() {
             "http": {"port": "web", "expectedStatuses": ["200-399", "426"]},
         });
         let both = key("both");
-        probing.watch(
-            &both,
-            LOCALHOST,
-            targets(
-                LOCALHOST,
-                server.port,
-                vec![fast(strict), fast(lenient.clone())],
-            ),
-        );
+        probing.watch_local(&both, server.port, [strict, lenient.clone()]);
         let only_lenient = key("lenient");
-        probing.watch(
-            &only_lenient,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(lenient)]),
-        );
+        probing.watch_local(&only_lenient, server.port, [lenient]);
 
         let report = probing
             .until(&both, "both checks probed", |r| {
@@ -187,20 +160,14 @@ async fn any_status_outside_expected_statuses_fails_and_a_listed_one_passes() {
             HealthState::NotReady,
             "one failing check makes the address not ready"
         );
-        assert_eq!(
-            probing.engine.readiness(&both),
-            BTreeMap::from([(LOCALHOST, false)])
-        );
+        assert_eq!(probing.engine.readiness(&both), local(false));
 
         probing
             .until(&only_lenient, "426 listed as expected", |r| {
                 r.ready_addresses == 1
             })
             .await;
-        assert_eq!(
-            probing.engine.readiness(&only_lenient),
-            BTreeMap::from([(LOCALHOST, true)])
-        );
+        assert_eq!(probing.engine.readiness(&only_lenient), local(true));
     })
     .await;
 }
@@ -212,11 +179,7 @@ async fn a_server_that_never_answers_times_out() {
         let probing = Probing::start();
         let svc = key("hanging");
         let check = json!({"name": "up", "http": {"port": "web"}});
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&svc, server.port, [check]);
 
         let check = probing
             .until_check(&svc, LOCALHOST, "up", "a failed probe", |c| {
@@ -243,21 +206,14 @@ async fn a_closed_port_is_connection_refused_for_http_and_tcp() {
         let probing = Probing::start();
         let svc = key("closed");
         // Port numbers that are no declared port: the checks run on every address.
-        let checks = vec![
-            fast(json!({"name": "http-closed", "http": {"port": closed}})),
-            fast(json!({"name": "tcp-closed", "tcp": {"port": closed}})),
-            fast(json!({"name": "tcp-open", "tcp": {"port": "web"}})),
+        let checks = [
+            json!({"name": "http-closed", "http": {"port": closed}}),
+            json!({"name": "tcp-closed", "tcp": {"port": closed}}),
+            json!({"name": "tcp-open", "tcp": {"port": "web"}}),
         ];
-        probing.watch(&svc, LOCALHOST, targets(LOCALHOST, server.port, checks));
+        probing.watch_local(&svc, server.port, checks);
 
-        let report = probing
-            .until(&svc, "every check probed", |r| {
-                r.addresses[0]
-                    .checks
-                    .iter()
-                    .all(|c| c.last_result.is_some())
-            })
-            .await;
+        let report = probing.until_all_probed(&svc, "every check probed").await;
         for name in ["http-closed", "tcp-closed"] {
             let check = find_check(&report, LOCALHOST, name).expect("check");
             assert_eq!(check.port, closed);
@@ -285,11 +241,7 @@ async fn every_probe_opens_a_fresh_connection() {
         let probing = Probing::start();
         let svc = key("fresh");
         let check = json!({"name": "up", "http": {"port": "web"}});
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&svc, server.port, [check]);
         probing
             .until_check(&svc, LOCALHOST, "up", "four probes", |c| {
                 c.consecutive_successes >= 4
@@ -332,11 +284,7 @@ async fn requests_carry_the_path_host_headers_and_connection_close() {
             },
         });
         let plain = json!({"name": "plain", "http": {"port": "web"}});
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(detailed), fast(plain)]),
-        );
+        probing.watch_local(&svc, server.port, [detailed, plain]);
         eventually("both checks reach the server", || {
             let requests = server.requests();
             ["/healthz?full=1", "/"]

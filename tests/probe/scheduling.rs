@@ -9,7 +9,8 @@ use extsvc::resource::HealthState;
 use serde_json::json;
 
 use crate::helpers::{
-    LOCALHOST, PATIENCE, Probing, check_names, eventually, fast, find_check, key, targets, within,
+    LOCALHOST, PATIENCE, Probing, check_names, eventually, fast, find_check, key, local, targets,
+    within,
 };
 use crate::servers::HttpServer;
 
@@ -19,14 +20,9 @@ async fn changing_targets_keeps_unchanged_checks_running_without_a_reset() {
         let server = HttpServer::start(200).await;
         let probing = Probing::start();
         let svc = key("changing");
-        let check = |name: &str| {
-            fast(json!({"name": name, "http": {"port": "web", "path": format!("/{name}")}}))
-        };
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![check("a"), check("b")]),
-        );
+        let check =
+            |name: &str| json!({"name": name, "http": {"port": "web", "path": format!("/{name}")}});
+        probing.watch_local(&svc, server.port, [check("a"), check("b")]);
         let before = probing
             .until(&svc, "a twice, b once", |r| {
                 find_check(r, LOCALHOST, "a").is_some_and(|a| a.consecutive_successes >= 2)
@@ -35,11 +31,7 @@ async fn changing_targets_keeps_unchanged_checks_running_without_a_reset() {
             .await;
         let a_before = find_check(&before, LOCALHOST, "a").expect("a").clone();
 
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![check("a"), check("c")]),
-        );
+        probing.watch_local(&svc, server.port, [check("a"), check("c")]);
         let b_probes = server
             .requests()
             .iter()
@@ -58,7 +50,7 @@ async fn changing_targets_keeps_unchanged_checks_running_without_a_reset() {
         assert_eq!((c.state, c.last_result), (HealthState::Unknown, None));
         assert_eq!(
             probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, false)]),
+            local(false),
             "a new check makes the address wait for it"
         );
 
@@ -118,11 +110,7 @@ async fn first_probes_of_many_targets_spread_over_the_period() {
                 "http": {"port": "web", "path": format!("/t{i}")},
                 "periodSeconds": 2,
             });
-            probing.watch(
-                &key(&format!("spread-{i}")),
-                LOCALHOST,
-                targets(LOCALHOST, server.port, vec![fast(check)]),
-            );
+            probing.watch_local(&key(&format!("spread-{i}")), server.port, [check]);
         }
         eventually("every target probed", || {
             let requests = server.requests();
@@ -189,13 +177,11 @@ async fn no_more_probes_run_at_once_than_max_in_flight() {
         let tls = Tls::with_roots(rustls::RootCertStore::empty()).expect("TLS settings");
         let probing = Probing::with(tls, 2);
         let svc = key("bounded");
-        let checks = (0..10)
-            .map(|i| {
-                let path = format!("/c{i}");
-                fast(json!({"name": format!("c{i}"), "http": {"port": "web", "path": path}}))
-            })
-            .collect();
-        probing.watch(&svc, LOCALHOST, targets(LOCALHOST, server.port, checks));
+        let checks = (0..10).map(|i| {
+            let path = format!("/c{i}");
+            json!({"name": format!("c{i}"), "http": {"port": "web", "path": path}})
+        });
+        probing.watch_local(&svc, server.port, checks);
 
         // Ten probes a second want in; two at a time of 300 ms let 6.7 through.
         eventually("fourteen probes", || server.request_count() >= 14).await;

@@ -241,10 +241,7 @@ pub struct HangingServer {
 
 impl HangingServer {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind(SocketAddr::new(LOOPBACK, 0))
-            .await
-            .expect("bind a loopback port");
-        let port = listener.local_addr().expect("local address").port();
+        let (listener, port) = bind_loopback().await;
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
@@ -264,12 +261,18 @@ impl HangingServer {
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-pub async fn closed_port() -> u16 {
+/// A listener on a free loopback port, and that port.
+async fn bind_loopback() -> (TcpListener, u16) {
     let listener = TcpListener::bind(SocketAddr::new(LOOPBACK, 0))
         .await
         .expect("bind a loopback port");
-    listener.local_addr().expect("local address").port()
+    let port = listener.local_addr().expect("local address").port();
+    (listener, port)
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub async fn closed_port() -> u16 {
+    bind_loopback().await.1
 }
 
 /// A gRPC server with the standard health service (`grpc.health.v1.Health`).
@@ -280,10 +283,7 @@ pub struct GrpcHealthServer {
 
 impl GrpcHealthServer {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind(SocketAddr::new(LOOPBACK, 0))
-            .await
-            .expect("bind a loopback port");
-        let port = listener.local_addr().expect("local address").port();
+        let (listener, port) = bind_loopback().await;
         let (reporter, service) = tonic_health::server::health_reporter();
         tokio::spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);

@@ -1,13 +1,12 @@
 //! Kubelet's threshold semantics on a real backend: transitions happen at exactly the
 //! result the thresholds name, and seeds carry readiness across a restart.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use extsvc::resource::{HealthState, ProbeResult};
 use serde_json::json;
 
-use crate::helpers::{LOCALHOST, Probing, fast, key, targets, within};
+use crate::helpers::{LOCALHOST, Probing, key, local, within};
 use crate::servers::HttpServer;
 
 use HealthState::{NotReady as N, Ready as R, Unknown as U};
@@ -54,11 +53,7 @@ async fn transitions_happen_at_exactly_the_result_the_thresholds_name() {
             "successThreshold": 2,
             "failureThreshold": 2,
         });
-        probing.watch(
-            &svc,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
+        probing.watch_local(&svc, server.port, [check]);
 
         // Consecutive counts differ from one result to the next, so waiting for each
         // result's counts sees every result in turn.
@@ -82,7 +77,7 @@ async fn transitions_happen_at_exactly_the_result_the_thresholds_name() {
             );
             assert_eq!(
                 probing.engine.readiness(&svc),
-                BTreeMap::from([(LOCALHOST, state == R)]),
+                local(state == R),
                 "after result {result}"
             );
         }
@@ -141,15 +136,10 @@ async fn a_seeded_ready_address_is_ready_at_once_and_until_the_failure_threshold
             "initialDelaySeconds": 3,
         });
         let started = Instant::now();
-        probing.engine.set_targets(
-            &svc,
-            vec![LOCALHOST],
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-            &BTreeMap::from([(LOCALHOST, true)]),
-        );
+        probing.watch_seeded(&svc, server.port, [check], true);
         assert_eq!(
             probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, true)]),
+            local(true),
             "ready before any probe"
         );
         let report = probing.engine.report(&svc).expect("a report");
@@ -166,7 +156,7 @@ async fn a_seeded_ready_address_is_ready_at_once_and_until_the_failure_threshold
             assert_eq!(check.state, state, "after failure {failures}");
             assert_eq!(
                 probing.engine.readiness(&svc),
-                BTreeMap::from([(LOCALHOST, state == R)]),
+                local(state == R),
                 "after failure {failures}"
             );
         }
@@ -190,15 +180,8 @@ async fn a_new_address_starts_unknown_and_waits_its_initial_delay() {
         let fresh = key("fresh");
         let check = json!({"name": "up", "http": {"port": "web"}, "initialDelaySeconds": 2});
         let started = Instant::now();
-        probing.watch(
-            &fresh,
-            LOCALHOST,
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-        );
-        assert_eq!(
-            probing.engine.readiness(&fresh),
-            BTreeMap::from([(LOCALHOST, false)])
-        );
+        probing.watch_local(&fresh, server.port, [check]);
+        assert_eq!(probing.engine.readiness(&fresh), local(false));
         let report = probing.engine.report(&fresh).expect("a report");
         assert_eq!(report.addresses[0].state, U);
         assert_eq!(report.addresses[0].checks[0].state, U);
@@ -206,12 +189,7 @@ async fn a_new_address_starts_unknown_and_waits_its_initial_delay() {
         // Seeded not ready: not ready at once, and not unknown.
         let down = key("seeded-down");
         let check = json!({"name": "up", "http": {"port": "web", "path": "/down"}});
-        probing.engine.set_targets(
-            &down,
-            vec![LOCALHOST],
-            targets(LOCALHOST, server.port, vec![fast(check)]),
-            &BTreeMap::from([(LOCALHOST, false)]),
-        );
+        probing.watch_seeded(&down, server.port, [check], false);
         let report = probing.engine.report(&down).expect("a report");
         assert_eq!(report.addresses[0].checks[0].state, N);
 
@@ -245,28 +223,14 @@ async fn a_check_added_to_a_known_service_is_not_seeded() {
         let server = HttpServer::start(200).await;
         let probing = Probing::start();
         let svc = key("grows");
-        let seed = BTreeMap::from([(LOCALHOST, true)]);
-        let up = fast(json!({"name": "up", "http": {"port": "web"}}));
-        probing.engine.set_targets(
-            &svc,
-            vec![LOCALHOST],
-            targets(LOCALHOST, server.port, vec![up.clone()]),
-            &seed,
-        );
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, true)])
-        );
+        let up = json!({"name": "up", "http": {"port": "web"}});
+        probing.watch_seeded(&svc, server.port, [up.clone()], true);
+        assert_eq!(probing.engine.readiness(&svc), local(true));
 
         // The status still says ready, but it was made before this check existed: the
         // address must wait for the new check to pass.
-        let new = fast(json!({"name": "new", "http": {"port": "web"}, "initialDelaySeconds": 1}));
-        probing.engine.set_targets(
-            &svc,
-            vec![LOCALHOST],
-            targets(LOCALHOST, server.port, vec![up, new]),
-            &seed,
-        );
+        let new = json!({"name": "new", "http": {"port": "web"}, "initialDelaySeconds": 1});
+        probing.watch_seeded(&svc, server.port, [up, new], true);
         let report = probing.engine.report(&svc).expect("a report");
         let new_check = report.addresses[0]
             .checks
@@ -274,10 +238,7 @@ async fn a_check_added_to_a_known_service_is_not_seeded() {
             .find(|c| c.name == "new")
             .expect("the new check");
         assert_eq!(new_check.state, U);
-        assert_eq!(
-            probing.engine.readiness(&svc),
-            BTreeMap::from([(LOCALHOST, false)])
-        );
+        assert_eq!(probing.engine.readiness(&svc), local(false));
         probing
             .until(&svc, "ready once the new check passes", |r| {
                 r.ready_addresses == 1

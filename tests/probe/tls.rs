@@ -5,7 +5,7 @@ use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Tls};
 use extsvc::resource::HealthState;
 use serde_json::json;
 
-use crate::helpers::{LOCALHOST, Probing, fast, find_check, key, targets, within};
+use crate::helpers::{LOCALHOST, Probing, find_check, key, within};
 use crate::servers::{Authority, HttpServer, Identity};
 
 #[tokio::test]
@@ -16,23 +16,16 @@ async fn a_self_signed_certificate_fails_verification_unless_it_is_skipped() {
         let tls = Tls::from_system_roots().expect("TLS settings");
         let probing = Probing::with(tls, DEFAULT_MAX_IN_FLIGHT);
         let svc = key("self-signed");
-        let checks = vec![
-            fast(json!({"name": "verified", "http": {"port": "web", "scheme": "HTTPS"}})),
-            fast(json!({
+        let checks = [
+            json!({"name": "verified", "http": {"port": "web", "scheme": "HTTPS"}}),
+            json!({
                 "name": "skipped",
                 "http": {"port": "web", "scheme": "HTTPS", "insecureSkipVerify": true},
-            })),
+            }),
         ];
-        probing.watch(&svc, LOCALHOST, targets(LOCALHOST, server.port, checks));
+        probing.watch_local(&svc, server.port, checks);
 
-        let report = probing
-            .until(&svc, "both checks probed", |r| {
-                r.addresses[0]
-                    .checks
-                    .iter()
-                    .all(|c| c.last_result.is_some())
-            })
-            .await;
+        let report = probing.until_all_probed(&svc, "both checks probed").await;
         let verified = find_check(&report, LOCALHOST, "verified").expect("verified");
         assert_eq!(verified.state, HealthState::NotReady);
         let error = verified.last_error.as_deref().unwrap_or_default();
@@ -65,24 +58,17 @@ async fn a_certificate_from_a_trusted_authority_verifies_by_host_or_by_ip_san() 
         let tls = Tls::with_roots(authority.roots()).expect("TLS settings");
         let probing = Probing::with(tls, DEFAULT_MAX_IN_FLIGHT);
         let svc = key("trusted");
-        let checks = vec![
-            fast(json!({
+        let checks = [
+            json!({
                 "name": "with-host",
                 "http": {"port": "web", "scheme": "HTTPS", "host": "localhost", "path": "/named"},
-            })),
-            fast(json!({"name": "without-host", "http": {"port": "web", "scheme": "HTTPS"}})),
-            fast(json!({"name": "ip-san", "http": {"port": by_ip.port, "scheme": "HTTPS"}})),
+            }),
+            json!({"name": "without-host", "http": {"port": "web", "scheme": "HTTPS"}}),
+            json!({"name": "ip-san", "http": {"port": by_ip.port, "scheme": "HTTPS"}}),
         ];
-        probing.watch(&svc, LOCALHOST, targets(LOCALHOST, by_name.port, checks));
+        probing.watch_local(&svc, by_name.port, checks);
 
-        let report = probing
-            .until(&svc, "every check probed", |r| {
-                r.addresses[0]
-                    .checks
-                    .iter()
-                    .all(|c| c.last_result.is_some())
-            })
-            .await;
+        let report = probing.until_all_probed(&svc, "every check probed").await;
         let with_host = find_check(&report, LOCALHOST, "with-host").expect("with-host");
         assert_eq!(with_host.state, HealthState::Ready, "{with_host:?}");
         let without_host = find_check(&report, LOCALHOST, "without-host").expect("without-host");
