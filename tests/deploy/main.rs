@@ -621,6 +621,19 @@ fn rbac_for(namespace: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A client and a fresh namespace on the shared control plane, with the CRD of
+/// `deploy/crds/` installed.
+async fn with_the_crd() -> (Client, String) {
+    let cp = controlplane::shared().await;
+    let client = cp.client().await;
+    cp.install_crds(&[typed::<CustomResourceDefinition>(
+        "crds/externalservices.extsvc.dev.yaml",
+        "CustomResourceDefinition",
+    )])
+    .await;
+    (client, cp.fresh_namespace().await)
+}
+
 #[tokio::test]
 async fn the_rbac_grants_exactly_what_the_operator_needs() {
     // On paper first: the rules name exactly the needs, not a verb more.
@@ -663,14 +676,7 @@ async fn the_rbac_grants_exactly_what_the_operator_needs() {
     );
 
     // Then as the API server's authorizer sees it, with the CRD installed.
-    let cp = controlplane::shared().await;
-    let client = cp.client().await;
-    cp.install_crds(&[typed::<CustomResourceDefinition>(
-        "crds/externalservices.extsvc.dev.yaml",
-        "CustomResourceDefinition",
-    )])
-    .await;
-    let namespace = cp.fresh_namespace().await;
+    let (client, namespace) = with_the_crd().await;
     let objects = rbac_for(&namespace);
     let mut applied = Vec::new();
     for doc in &objects {
@@ -758,14 +764,7 @@ fn examples_in(namespace: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_examples_are_accepted_by_the_api_server() {
-    let cp = controlplane::shared().await;
-    let client = cp.client().await;
-    cp.install_crds(&[typed::<CustomResourceDefinition>(
-        "crds/externalservices.extsvc.dev.yaml",
-        "CustomResourceDefinition",
-    )])
-    .await;
-    let namespace = cp.fresh_namespace().await;
+    let (client, namespace) = with_the_crd().await;
 
     let examples = examples_in(&namespace);
     let mut refused = Vec::new();

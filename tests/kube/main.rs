@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
@@ -53,11 +54,26 @@ fn service_port(name: &str, port: i32) -> ServicePort {
     }
 }
 
-fn api_status(err: kube::Error) -> Box<kube::core::Status> {
-    match err {
+/// The API server's error answer in `err`, which must have status `code`.
+fn api_status(err: kube::Error, code: u16) -> Box<kube::core::Status> {
+    let status = match err {
         kube::Error::Api(status) => status,
         other => panic!("expected an error answer from the API server, got {other:?}"),
-    }
+    };
+    assert_eq!(status.code, code, "{status:?}");
+    status
+}
+
+/// A fresh namespace on the shared control plane, and an `Api` for `K` in it.
+async fn fresh_api<K>() -> (String, Api<K>)
+where
+    K: kube::Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    let cp = controlplane::shared().await;
+    let ns = cp.fresh_namespace().await;
+    let api = Api::namespaced(cp.client().await, &ns);
+    (ns, api)
 }
 
 #[tokio::test]
@@ -76,9 +92,7 @@ async fn fresh_namespace_is_created_and_active() {
 
 #[tokio::test]
 async fn headless_service_with_two_ports_is_stored() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let services = Api::<Service>::namespaced(cp.client().await, &ns);
+    let (ns, services) = fresh_api::<Service>().await;
     let service = Service {
         metadata: meta("backend", &ns),
         spec: Some(ServiceSpec {
@@ -118,9 +132,7 @@ async fn headless_service_with_two_ports_is_stored() {
 
 #[tokio::test]
 async fn endpoint_slice_with_two_ports_is_stored() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let slices = Api::<EndpointSlice>::namespaced(cp.client().await, &ns);
+    let (ns, slices) = fresh_api::<EndpointSlice>().await;
     let mut metadata = meta("backend-abc", &ns);
     metadata.labels = Some(BTreeMap::from([(
         "kubernetes.io/service-name".to_owned(),
@@ -158,9 +170,7 @@ async fn endpoint_slice_with_two_ports_is_stored() {
 
 #[tokio::test]
 async fn ingress_is_created_through_kube_api() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let ingresses = Api::<Ingress>::namespaced(cp.client().await, &ns);
+    let (ns, ingresses) = fresh_api::<Ingress>().await;
     let ingress = Ingress {
         metadata: meta("backend", &ns),
         spec: Some(IngressSpec {
@@ -199,9 +209,7 @@ async fn ingress_is_created_through_kube_api() {
 
 #[tokio::test]
 async fn applying_the_same_object_twice_keeps_its_resource_version() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let config_maps = Api::<ConfigMap>::namespaced(cp.client().await, &ns);
+    let (ns, config_maps) = fresh_api::<ConfigMap>().await;
     let params = PatchParams::apply(controlplane::FIELD_MANAGER);
     let desired = config_map("settings", &ns, "one");
 
@@ -267,9 +275,7 @@ async fn applying_a_service_and_an_endpoint_slice_twice_keeps_their_resource_ver
 
 #[tokio::test]
 async fn watcher_sees_an_object_change() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let config_maps = Api::<ConfigMap>::namespaced(cp.client().await, &ns);
+    let (ns, config_maps) = fresh_api::<ConfigMap>().await;
     let mut values = watcher(config_maps.clone(), watcher::Config::default())
         .applied_objects()
         .map_ok(|cm| cm.data.and_then(|d| d.get("key").cloned()))
@@ -307,9 +313,7 @@ async fn watcher_sees_an_object_change() {
 
 #[tokio::test]
 async fn update_with_a_stale_resource_version_is_a_conflict() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let config_maps = Api::<ConfigMap>::namespaced(cp.client().await, &ns);
+    let (ns, config_maps) = fresh_api::<ConfigMap>().await;
     let stale = config_maps
         .create(&PostParams::default(), &config_map("contended", &ns, "one"))
         .await
@@ -328,16 +332,13 @@ async fn update_with_a_stale_resource_version_is_a_conflict() {
         .await
         .expect_err("a replace from a stale resourceVersion must fail");
 
-    let status = api_status(err);
-    assert_eq!(status.code, 409, "{status:?}");
+    let status = api_status(err, 409);
     assert!(status.is_conflict(), "{status:?}");
 }
 
 #[tokio::test]
 async fn invalid_service_port_is_unprocessable() {
-    let cp = controlplane::shared().await;
-    let ns = cp.fresh_namespace().await;
-    let services = Api::<Service>::namespaced(cp.client().await, &ns);
+    let (ns, services) = fresh_api::<Service>().await;
     let service = Service {
         metadata: meta("broken", &ns),
         spec: Some(ServiceSpec {
@@ -352,8 +353,7 @@ async fn invalid_service_port_is_unprocessable() {
         .await
         .expect_err("port 70000 must be rejected");
 
-    let status = api_status(err);
-    assert_eq!(status.code, 422, "{status:?}");
+    let status = api_status(err, 422);
     assert!(status.is_invalid(), "{status:?}");
 }
 

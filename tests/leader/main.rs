@@ -16,22 +16,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
+use controlplane::ControlPlane;
+
 const LEASE: &str = "extsvc-leader";
 const LEASE_DURATION: Duration = Duration::from_secs(3);
 const RENEW_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// Bound on every wait, so that a failure cannot hang the suite.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Short timings so that expiry can be watched in a test.
-fn settings(namespace: &str, identity: &str) -> LeaseSettings {
-    LeaseSettings {
-        lease_duration: LEASE_DURATION,
-        renew_interval: RENEW_INTERVAL,
-        retry_interval: RETRY_INTERVAL,
-        ..LeaseSettings::new(namespace, LEASE, identity)
-    }
-}
 
 /// How many replicas are running their leader work, and whether two ever did at once.
 #[derive(Default)]
@@ -124,11 +116,77 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
         .unwrap_or_else(|_| panic!("{what} within {WAIT:?}"));
 }
 
-async fn lease(client: Client, namespace: &str) -> Lease {
-    Api::<Lease>::namespaced(client, namespace)
-        .get(LEASE)
-        .await
-        .unwrap_or_else(|e| panic!("reading lease {namespace}/{LEASE}: {e}"))
+/// One test's contest for the Lease, in a fresh namespace.
+struct Contest {
+    client: Client,
+    ns: String,
+    leaders: Arc<Leaders>,
+}
+
+impl Contest {
+    async fn new(cp: &ControlPlane) -> Self {
+        Self {
+            client: cp.client().await,
+            ns: cp.fresh_namespace().await,
+            leaders: Arc::new(Leaders::default()),
+        }
+    }
+
+    /// Short timings so that expiry can be watched in a test.
+    fn settings(&self, identity: &str) -> LeaseSettings {
+        LeaseSettings {
+            lease_duration: LEASE_DURATION,
+            renew_interval: RENEW_INTERVAL,
+            retry_interval: RETRY_INTERVAL,
+            ..LeaseSettings::new(&self.ns, LEASE, identity)
+        }
+    }
+
+    fn start(&self, settings: LeaseSettings) -> Candidate {
+        Candidate::start(self.client.clone(), settings, &self.leaders)
+    }
+
+    fn overlapped(&self) -> bool {
+        self.leaders.overlapped.load(Ordering::SeqCst)
+    }
+
+    async fn lease(&self) -> Lease {
+        let namespace = &self.ns;
+        Api::<Lease>::namespaced(self.client.clone(), namespace)
+            .get(LEASE)
+            .await
+            .unwrap_or_else(|e| panic!("reading lease {namespace}/{LEASE}: {e}"))
+    }
+
+    /// Starts replica-a and waits until it leads, then starts replica-b and checks that
+    /// after `wait` it still does not.
+    async fn a_leads_then_b_waits(
+        &self,
+        settings: impl Fn(&'static str) -> LeaseSettings,
+        wait: Duration,
+    ) -> (Candidate, Candidate) {
+        let a = self.start(settings("replica-a"));
+        wait_until("replica-a leads", || a.leads()).await;
+        let b = self.start(settings("replica-b"));
+        sleep(wait).await;
+        assert!(
+            !b.leads(),
+            "replica-b leads while replica-a holds the lease"
+        );
+        (a, b)
+    }
+
+    /// Checks that replica-b took the Lease over in one transition, without two replicas
+    /// ever leading at once; then stops it.
+    async fn assert_b_took_over(&self, b: Candidate) {
+        assert!(!self.overlapped());
+
+        let lease = self.lease().await;
+        assert_eq!(holder(&lease), Some("replica-b"));
+        assert_eq!(transitions(&lease), Some(1));
+
+        b.stop().await;
+    }
 }
 
 fn holder(lease: &Lease) -> Option<&str> {
@@ -141,13 +199,9 @@ fn transitions(lease: &Lease) -> Option<i32> {
 
 #[tokio::test]
 async fn only_one_of_two_candidates_leads() {
-    let cp = controlplane::shared().await;
-    let client = cp.client().await;
-    let ns = cp.fresh_namespace().await;
-    let leaders = Arc::new(Leaders::default());
-
-    let a = Candidate::start(client.clone(), settings(&ns, "replica-a"), &leaders);
-    let b = Candidate::start(client.clone(), settings(&ns, "replica-b"), &leaders);
+    let contest = Contest::new(controlplane::shared().await).await;
+    let a = contest.start(contest.settings("replica-a"));
+    let b = contest.start(contest.settings("replica-b"));
     wait_until("one candidate leads", || a.leads() || b.leads()).await;
 
     // Over several renewals the same one keeps leading, for one uninterrupted term.
@@ -160,9 +214,9 @@ async fn only_one_of_two_candidates_leads() {
     }
     assert_eq!(leader.terms.load(Ordering::SeqCst), 1);
     assert_eq!(other.terms.load(Ordering::SeqCst), 0);
-    assert!(!leaders.overlapped.load(Ordering::SeqCst));
+    assert!(!contest.overlapped());
 
-    let lease = lease(client, &ns).await;
+    let lease = contest.lease().await;
     let expected = if a.leads() { "replica-a" } else { "replica-b" };
     assert_eq!(holder(&lease), Some(expected));
 
@@ -172,24 +226,13 @@ async fn only_one_of_two_candidates_leads() {
 
 #[tokio::test]
 async fn a_successor_takes_over_when_the_leader_stops() {
-    let cp = controlplane::shared().await;
-    let client = cp.client().await;
-    let ns = cp.fresh_namespace().await;
-    let leaders = Arc::new(Leaders::default());
+    let contest = Contest::new(controlplane::shared().await).await;
     // A long lease: a takeover much faster than it can only come from the release.
     let long = |identity| LeaseSettings {
         lease_duration: Duration::from_secs(15),
-        ..settings(&ns, identity)
+        ..contest.settings(identity)
     };
-
-    let a = Candidate::start(client.clone(), long("replica-a"), &leaders);
-    wait_until("replica-a leads", || a.leads()).await;
-    let b = Candidate::start(client.clone(), long("replica-b"), &leaders);
-    sleep(2 * RETRY_INTERVAL).await;
-    assert!(
-        !b.leads(),
-        "replica-b leads while replica-a holds the lease"
-    );
+    let (a, b) = contest.a_leads_then_b_waits(long, 2 * RETRY_INTERVAL).await;
 
     let stopped = Instant::now();
     a.stop().await;
@@ -199,31 +242,16 @@ async fn a_successor_takes_over_when_the_leader_stops() {
         handover < Duration::from_secs(5),
         "replica-b took {handover:?} to take over a released 15 s lease"
     );
-    assert!(!leaders.overlapped.load(Ordering::SeqCst));
-
-    let lease = lease(client, &ns).await;
-    assert_eq!(holder(&lease), Some("replica-b"));
-    assert_eq!(transitions(&lease), Some(1));
-
-    b.stop().await;
+    contest.assert_b_took_over(b).await;
 }
 
 #[tokio::test]
 async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
-    let cp = controlplane::shared().await;
-    let client = cp.client().await;
-    let ns = cp.fresh_namespace().await;
-    let leaders = Arc::new(Leaders::default());
-
-    let a = Candidate::start(client.clone(), settings(&ns, "replica-a"), &leaders);
-    wait_until("replica-a leads", || a.leads()).await;
-    let b = Candidate::start(client.clone(), settings(&ns, "replica-b"), &leaders);
+    let contest = Contest::new(controlplane::shared().await).await;
     // Let replica-a renew a few times first, so that the expiry is measured from a renewal.
-    sleep(2 * RENEW_INTERVAL).await;
-    assert!(
-        !b.leads(),
-        "replica-b leads while replica-a holds the lease"
-    );
+    let (a, b) = contest
+        .a_leads_then_b_waits(|identity| contest.settings(identity), 2 * RENEW_INTERVAL)
+        .await;
 
     // A crash: no release, no more renewals.
     a.task.abort();
@@ -237,24 +265,15 @@ async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
         (earliest..=latest).contains(&takeover),
         "replica-b took over {takeover:?} after the crash, expected {earliest:?}..={latest:?}"
     );
-    assert!(!leaders.overlapped.load(Ordering::SeqCst));
-
-    let lease = lease(client, &ns).await;
-    assert_eq!(holder(&lease), Some("replica-b"));
-    assert_eq!(transitions(&lease), Some(1));
-
-    b.stop().await;
+    contest.assert_b_took_over(b).await;
 }
 
 #[tokio::test]
 async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
     // Its own control plane: this test stops the API server.
-    let cp = controlplane::ControlPlane::start_private().await;
-    let client = cp.client().await;
-    let ns = cp.fresh_namespace().await;
-    let leaders = Arc::new(Leaders::default());
-
-    let a = Candidate::start(client.clone(), settings(&ns, "replica-a"), &leaders);
+    let cp = ControlPlane::start_private().await;
+    let contest = Contest::new(&cp).await;
+    let a = contest.start(contest.settings("replica-a"));
     wait_until("replica-a leads", || a.leads()).await;
     sleep(2 * RENEW_INTERVAL).await;
 

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{eventually, registration, slice_addresses, spawn_operator};
+use crate::helpers::{absent, eventually, existing, registration, slice_addresses, spawn_operator};
 
 #[tokio::test]
 async fn a_registration_becomes_a_resource_with_service_slices_endpoints_and_ingress() {
@@ -17,22 +17,12 @@ async fn a_registration_becomes_a_resource_with_service_slices_endpoints_and_ing
         StatusCode::CREATED
     );
 
-    let cr = eventually(30, "the ExternalService", || async {
-        op.external_services()
-            .get_opt("billing-db")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    let cr = existing(&op.external_services(), "the ExternalService", "billing-db").await;
     assert_eq!(cr.spec.ports.len(), 2);
     assert_eq!(cr.labels()["team"], "payments");
     let uid = cr.uid().expect("a uid");
 
-    let service = eventually(30, "the Service", || async {
-        op.services().get_opt("billing-db").await.ok().flatten()
-    })
-    .await;
+    let service = existing(&op.services(), "the Service", "billing-db").await;
     let spec = service.spec.clone().unwrap();
     assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
     assert!(spec.selector.is_none());
@@ -47,11 +37,9 @@ async fn a_registration_becomes_a_resource_with_service_slices_endpoints_and_ing
         [("https".to_owned(), 443), ("metrics".to_owned(), 9100)]
     );
 
-    let slices = eventually(30, "three EndpointSlices", || async {
-        let slices = op.slices_of("billing-db").await;
-        (slices.len() == 3).then_some(slices)
-    })
-    .await;
+    let slices = op
+        .slices_eventually("three EndpointSlices", "billing-db", 3)
+        .await;
     assert_eq!(
         slice_addresses(&slices),
         [
@@ -68,10 +56,7 @@ async fn a_registration_becomes_a_resource_with_service_slices_endpoints_and_ing
     let v6 = slices.iter().find(|s| s.address_type == "IPv6").unwrap();
     assert_eq!(v6.ports.as_ref().unwrap().len(), 2);
 
-    let endpoints = eventually(30, "the Endpoints", || async {
-        op.endpoints().get_opt("billing-db").await.ok().flatten()
-    })
-    .await;
+    let endpoints = existing(&op.endpoints(), "the Endpoints", "billing-db").await;
     assert_eq!(
         endpoints.subsets.as_ref().unwrap().len(),
         2,
@@ -82,10 +67,7 @@ async fn a_registration_becomes_a_resource_with_service_slices_endpoints_and_ing
         "true"
     );
 
-    let ingress = eventually(30, "the Ingress", || async {
-        op.ingresses().get_opt("billing-db").await.ok().flatten()
-    })
-    .await;
+    let ingress = existing(&op.ingresses(), "the Ingress", "billing-db").await;
     assert_eq!(ingress.annotations()["example.com/team"], "payments");
     let rule = &ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0];
     assert_eq!(rule.host.as_deref(), Some("pay.example.com"));
@@ -145,10 +127,7 @@ async fn changing_ports_and_addresses_moves_the_children_along() {
     let op = spawn_operator().await;
     let mut doc = registration("billing-db");
     op.put("billing-db", &doc).await;
-    eventually(30, "three slices", || async {
-        (op.slices_of("billing-db").await.len() == 3).then_some(())
-    })
-    .await;
+    op.slices_eventually("three slices", "billing-db", 3).await;
 
     doc["spec"]["ports"] =
         json!([{"name": "https", "port": 8443}, {"name": "admin", "port": 9000}]);
@@ -191,22 +170,12 @@ async fn removing_the_ingress_deletes_it() {
     let op = spawn_operator().await;
     let mut doc = registration("billing-db");
     op.put("billing-db", &doc).await;
-    eventually(30, "the Ingress", || async {
-        op.ingresses().get_opt("billing-db").await.ok().flatten()
-    })
-    .await;
+    existing(&op.ingresses(), "the Ingress", "billing-db").await;
 
     doc["spec"].as_object_mut().unwrap().remove("ingress");
     op.put("billing-db", &doc).await;
 
-    eventually(30, "the Ingress to go", || async {
-        op.ingresses()
-            .get_opt("billing-db")
-            .await
-            .ok()
-            .and_then(|i| i.is_none().then_some(()))
-    })
-    .await;
+    absent(&op.ingresses(), "the Ingress to go", "billing-db").await;
     assert!(
         op.services().get_opt("billing-db").await.unwrap().is_some(),
         "the Service stays"
@@ -217,24 +186,15 @@ async fn removing_the_ingress_deletes_it() {
 async fn deleting_the_registration_deletes_the_resource() {
     let op = spawn_operator().await;
     op.put("billing-db", &registration("billing-db")).await;
-    eventually(30, "the ExternalService", || async {
-        op.external_services()
-            .get_opt("billing-db")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    existing(&op.external_services(), "the ExternalService", "billing-db").await;
 
     assert_eq!(op.delete("billing-db").await, StatusCode::OK);
 
-    eventually(30, "the ExternalService to go", || async {
-        op.external_services()
-            .get_opt("billing-db")
-            .await
-            .ok()
-            .and_then(|cr| cr.is_none().then_some(()))
-    })
+    absent(
+        &op.external_services(),
+        "the ExternalService to go",
+        "billing-db",
+    )
     .await;
 }
 
@@ -256,18 +216,17 @@ async fn an_unchanged_world_makes_no_writes() {
     // Let the last watch events (our own writes coming back) pass.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = op.metric("extsvc_kubernetes_writes_total").await;
-    let versions = {
-        let slices = op
-            .endpoint_slices()
+    let slice_versions = || async {
+        op.endpoint_slices()
             .list(&Default::default())
             .await
-            .unwrap();
-        slices
+            .unwrap()
             .items
             .iter()
             .map(|s| s.resource_version())
             .collect::<Vec<_>>()
     };
+    let versions = slice_versions().await;
 
     tokio::time::sleep(Duration::from_secs(8)).await;
 
@@ -276,15 +235,7 @@ async fn an_unchanged_world_makes_no_writes() {
         writes,
         "writes in a quiet period"
     );
-    let after: Vec<_> = op
-        .endpoint_slices()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|s| s.resource_version())
-        .collect();
+    let after = slice_versions().await;
     assert_eq!(after, versions);
     assert!(writes > 0.0);
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use extsvc::resource::{ExternalService, ExternalServiceSpec};
 
-use crate::helpers::{eventually, registration, slice_addresses, spawn_operator};
+use crate::helpers::{TestOperator, eventually, registration, slice_addresses, spawn_operator};
 
 fn resource(name: &str, spec: serde_json::Value) -> ExternalService {
     ExternalService {
@@ -25,20 +25,20 @@ fn resource(name: &str, spec: serde_json::Value) -> ExternalService {
     }
 }
 
+/// Creates `resource` directly in the cluster, as kubectl would.
+async fn create(op: &TestOperator, resource: &ExternalService) -> kube::Result<ExternalService> {
+    op.external_services()
+        .create(&PostParams::default(), resource)
+        .await
+}
+
 #[tokio::test]
 async fn a_resource_made_with_kubectl_is_reconciled_and_listed_read_only() {
     let op = spawn_operator().await;
     let made = resource("legacy-db", registration("legacy-db")["spec"].clone());
-    op.external_services()
-        .create(&PostParams::default(), &made)
-        .await
-        .unwrap();
+    create(&op, &made).await.unwrap();
 
-    let slices = eventually(30, "its slices", || async {
-        let slices = op.slices_of("legacy-db").await;
-        (slices.len() == 3).then_some(slices)
-    })
-    .await;
+    let slices = op.slices_eventually("its slices", "legacy-db", 3).await;
     assert_eq!(slice_addresses(&slices).len(), 3);
 
     let doc = eventually(30, "it listed by the API", || async {
@@ -48,18 +48,12 @@ async fn a_resource_made_with_kubectl_is_reconciled_and_listed_read_only() {
     .await;
     assert_eq!(doc["status"]["origin"], "cluster");
     assert_eq!(doc["metadata"]["labels"]["made-by"], "kubectl");
-    let list: serde_json::Value = op
-        .http
-        .get(format!(
-            "{}/api/v1/namespaces/{}/external-services",
-            op.address, op.namespace
+    let list = op
+        .get_json(&format!(
+            "/api/v1/namespaces/{}/external-services",
+            op.namespace
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(list["items"][0]["status"]["origin"], "cluster");
 
     // Read-only through the API.
@@ -91,10 +85,7 @@ async fn a_resource_that_breaks_a_rule_the_schema_cannot_check_says_why() {
             "endpoints": [{"address": "192.0.2.1", "ports": ["nope"]}]
         }),
     );
-    op.external_services()
-        .create(&PostParams::default(), &made)
-        .await
-        .unwrap();
+    create(&op, &made).await.unwrap();
 
     let reconciled = eventually(30, "a Reconciled=False condition", || async {
         let cr = op.external_services().get("broken").await.ok()?;
@@ -160,11 +151,7 @@ async fn the_api_server_refuses_what_the_schema_can_check() {
     ];
     for (i, (spec, expected)) in cases.into_iter().enumerate() {
         let made = resource(&format!("refused-{i}"), spec);
-        match op
-            .external_services()
-            .create(&PostParams::default(), &made)
-            .await
-        {
+        match create(&op, &made).await {
             Err(kube::Error::Api(status)) => {
                 assert_eq!(status.code, 422, "{status:?}");
                 assert!(status.message.contains(expected), "{expected}: {status:?}");
@@ -179,8 +166,5 @@ async fn the_api_server_refuses_what_the_schema_can_check() {
             json!({"name": "up", "http": {"port": "http", "scheme": "HTTPS", "insecureSkipVerify": true}}),
         ),
     );
-    op.external_services()
-        .create(&PostParams::default(), &valid)
-        .await
-        .unwrap();
+    create(&op, &valid).await.unwrap();
 }

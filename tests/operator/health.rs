@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::backend::Backend;
 use crate::helpers::{
-    TestOperator, control_plane, eventually, slice_addresses, spawn_operator, start_operator,
+    Site, TestOperator, control_plane, eventually, slice_addresses, spawn_operator,
 };
 use crate::netns::TestHosts;
 
@@ -226,18 +226,12 @@ async fn the_health_api_and_the_resource_status_agree() {
 
     let (_, document) = op.get("pay").await;
     assert_eq!(document["status"]["ready"], "1/3");
-    let unready: Value = op
-        .http
-        .get(format!(
-            "{}/api/v1/health?state=unready&namespace={}",
-            op.address, op.namespace
+    let unready = op
+        .get_json(&format!(
+            "/api/v1/health?state=unready&namespace={}",
+            op.namespace
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     let names: Vec<_> = unready["items"]
         .as_array()
         .unwrap()
@@ -251,10 +245,8 @@ async fn the_health_api_and_the_resource_status_agree() {
 
 #[tokio::test]
 async fn a_restart_of_the_operator_flips_nothing() {
-    let cp = control_plane().await;
-    let namespace = cp.fresh_namespace().await;
-    let database_url = crate::postgres::fresh_database().await;
-    let first = start_operator(cp.kubeconfig(), &namespace, &database_url, "first").await;
+    let site = Site::on(control_plane().await).await;
+    let first = site.start("first").await;
     let a = Backend::start(hosts(), take_ip(), 0, 200);
     let b = Backend::start(hosts(), take_ip(), a.address.port(), 200);
     first.put("steady", &checked("steady", &[&a, &b], 3)).await;
@@ -280,7 +272,7 @@ async fn a_restart_of_the_operator_flips_nothing() {
         false
     });
     first.stop().await;
-    let second = start_operator(cp.kubeconfig(), &namespace, &database_url, "second").await;
+    let second = site.start("second").await;
     // Long enough for the new engine to probe every address several times.
     tokio::time::sleep(Duration::from_secs(6)).await;
 

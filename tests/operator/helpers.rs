@@ -1,5 +1,6 @@
+use std::fmt::Debug;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
@@ -7,6 +8,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ListParams};
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -35,16 +37,42 @@ pub async fn control_plane() -> &'static ControlPlane {
     cp
 }
 
+/// A fresh namespace on a control plane and a fresh database: where the replicas of one
+/// operator run.
+pub struct Site {
+    kubeconfig: PathBuf,
+    pub namespace: String,
+    database_url: String,
+}
+
+impl Site {
+    pub async fn on(cp: &ControlPlane) -> Self {
+        Self {
+            kubeconfig: cp.kubeconfig().to_owned(),
+            namespace: cp.fresh_namespace().await,
+            database_url: crate::postgres::fresh_database().await,
+        }
+    }
+
+    /// Starts a replica named `identity`.
+    pub async fn start(&self, identity: &str) -> TestOperator {
+        start_operator(
+            &self.kubeconfig,
+            &self.namespace,
+            &self.database_url,
+            identity,
+        )
+        .await
+    }
+}
+
 /// An operator on a fresh database, watching a fresh namespace.
 pub async fn spawn_operator() -> TestOperator {
-    let cp = control_plane().await;
-    let namespace = cp.fresh_namespace().await;
-    let database_url = crate::postgres::fresh_database().await;
-    start_operator(cp.kubeconfig(), &namespace, &database_url, "only").await
+    Site::on(control_plane().await).await.start("only").await
 }
 
 /// Starts an operator process on `database_url`; its leader Lease lives in `namespace`.
-pub async fn start_operator(
+async fn start_operator(
     kubeconfig: &Path,
     namespace: &str,
     database_url: &str,
@@ -149,24 +177,18 @@ impl TestOperator {
     }
 
     pub async fn get(&self, name: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(self.item(name))
-            .send()
-            .await
-            .expect("GET answers");
-        let status = response.status();
-        (status, response.json().await.unwrap_or_default())
+        self.status_and_json(self.item(name)).await
     }
 
     /// `GET .../health` of a service.
     pub async fn health(&self, name: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}/health", self.item(name)))
-            .send()
+        self.status_and_json(format!("{}/health", self.item(name)))
             .await
-            .expect("GET answers");
+    }
+
+    /// `GET url`: the status, and the JSON body (null if there is none).
+    async fn status_and_json(&self, url: String) -> (StatusCode, Value) {
+        let response = self.http.get(url).send().await.expect("GET answers");
         let status = response.status();
         (status, response.json().await.unwrap_or_default())
     }
@@ -217,6 +239,33 @@ impl TestOperator {
             .items
     }
 
+    /// Polls until service `name` has `count` EndpointSlices (for at most 30 s), and
+    /// returns them.
+    pub async fn slices_eventually(
+        &self,
+        what: &str,
+        name: &str,
+        count: usize,
+    ) -> Vec<EndpointSlice> {
+        eventually(30, what, || async {
+            let slices = self.slices_of(name).await;
+            (slices.len() == count).then_some(slices)
+        })
+        .await
+    }
+
+    /// The JSON answer to `GET {address}{path}`.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The value of a counter in `/metrics`, summed over its labels.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self
@@ -258,6 +307,31 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls until `api` has an object `name` (for at most 30 s), and returns it.
+pub async fn existing<K>(api: &Api<K>, what: &str, name: &str) -> K
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    eventually(30, what, || async {
+        api.get_opt(name).await.ok().flatten()
+    })
+    .await
+}
+
+/// Polls until `api` has no object `name` (for at most 30 s).
+pub async fn absent<K>(api: &Api<K>, what: &str, name: &str)
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    eventually(30, what, || async {
+        api.get_opt(name)
+            .await
+            .ok()
+            .and_then(|object| object.is_none().then_some(()))
+    })
+    .await
 }
 
 /// The addresses of slices, sorted, with their readiness.

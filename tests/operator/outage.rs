@@ -6,15 +6,13 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::controlplane::ControlPlane;
-use crate::helpers::{eventually, registration, start_operator};
+use crate::helpers::{Site, eventually, registration};
 
 #[tokio::test]
 async fn writes_made_while_the_api_server_is_down_all_reach_the_cluster_after_it_returns() {
     let cp = ControlPlane::start_private().await;
     cp.install_crds(&[extsvc::k8s::crd::crd()]).await;
-    let namespace = cp.fresh_namespace().await;
-    let database_url = crate::postgres::fresh_database().await;
-    let op = start_operator(cp.kubeconfig(), &namespace, &database_url, "only").await;
+    let op = Site::on(&cp).await.start("only").await;
     op.put("kept", &registration("kept")).await;
     op.put("changed", &registration("changed")).await;
     op.put("removed", &registration("removed")).await;

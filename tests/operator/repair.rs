@@ -5,27 +5,22 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-use crate::helpers::{TestOperator, eventually, registration, slice_addresses, spawn_operator};
+use crate::helpers::{
+    TestOperator, eventually, existing, registration, slice_addresses, spawn_operator,
+};
 
 /// An operator with `billing-db` registered, and its three EndpointSlices.
 async fn registered() -> (TestOperator, Vec<EndpointSlice>) {
     let op = spawn_operator().await;
     op.put("billing-db", &registration("billing-db")).await;
-    let slices = eventually(30, "three slices", || async {
-        let slices = op.slices_of("billing-db").await;
-        (slices.len() == 3).then_some(slices)
-    })
-    .await;
+    let slices = op.slices_eventually("three slices", "billing-db", 3).await;
     (op, slices)
 }
 
 #[tokio::test]
 async fn children_deleted_by_hand_are_recreated() {
     let (op, slices) = registered().await;
-    let service = eventually(30, "the Service", || async {
-        op.services().get_opt("billing-db").await.ok().flatten()
-    })
-    .await;
+    let service = existing(&op.services(), "the Service", "billing-db").await;
 
     op.services()
         .delete("billing-db", &DeleteParams::default())
@@ -42,10 +37,7 @@ async fn children_deleted_by_hand_are_recreated() {
         (again.uid() != service.uid()).then_some(())
     })
     .await;
-    eventually(30, "the slice back", || async {
-        op.endpoint_slices().get_opt(&slice).await.ok().flatten()
-    })
-    .await;
+    existing(&op.endpoint_slices(), "the slice back", &slice).await;
 }
 
 #[tokio::test]
@@ -126,14 +118,7 @@ async fn fields_another_manager_adds_to_a_child_are_removed_then_nothing_is_writ
 async fn a_resource_edited_or_deleted_by_hand_is_reasserted_from_the_registration() {
     let op = spawn_operator().await;
     op.put("billing-db", &registration("billing-db")).await;
-    let cr = eventually(30, "the ExternalService", || async {
-        op.external_services()
-            .get_opt("billing-db")
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    let cr = existing(&op.external_services(), "the ExternalService", "billing-db").await;
 
     let patch = json!({"spec": {"endpoints": [{"address": "198.51.100.99"}]}});
     op.external_services()

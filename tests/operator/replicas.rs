@@ -5,16 +5,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use reqwest::StatusCode;
 
-use crate::helpers::{control_plane, eventually, registration, start_operator};
+use crate::helpers::{Site, control_plane, eventually, registration};
 
 #[tokio::test]
 async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
-    let cp = control_plane().await;
-    let namespace = cp.fresh_namespace().await;
-    let database_url = crate::postgres::fresh_database().await;
-    let one = start_operator(cp.kubeconfig(), &namespace, &database_url, "replica-one").await;
-    let two = start_operator(cp.kubeconfig(), &namespace, &database_url, "replica-two").await;
-    let leases: Api<Lease> = Api::namespaced(one.kube.clone(), &namespace);
+    let site = Site::on(control_plane().await).await;
+    let one = site.start("replica-one").await;
+    let two = site.start("replica-two").await;
+    let leases: Api<Lease> = Api::namespaced(one.kube.clone(), &site.namespace);
     let holder = || async {
         let lease = leases.get_opt("extsvc-leader").await.ok().flatten()?;
         lease.spec?.holder_identity
@@ -26,10 +24,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
         two.put("billing-db", &registration("billing-db")).await,
         StatusCode::CREATED
     );
-    eventually(30, "its slices", || async {
-        (one.slices_of("billing-db").await.len() == 3).then_some(())
-    })
-    .await;
+    one.slices_eventually("its slices", "billing-db", 3).await;
     let (follower, leading) = if leader == "replica-one" {
         (two, one)
     } else {
@@ -53,8 +48,7 @@ async fn of_two_replicas_one_leads_and_the_other_takes_over_when_it_stops() {
         follower.put("second", &registration("second")).await,
         StatusCode::CREATED
     );
-    eventually(30, "the new leader to reconcile", || async {
-        (follower.slices_of("second").await.len() == 3).then_some(())
-    })
-    .await;
+    follower
+        .slices_eventually("the new leader to reconcile", "second", 3)
+        .await;
 }

@@ -243,22 +243,21 @@ impl ControlPlane {
     pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) {
         let api = Api::<CustomResourceDefinition>::all(self.client().await);
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        for crd in crds {
-            let name = crd
-                .metadata
-                .name
-                .as_deref()
-                .expect("a CRD has metadata.name");
+        let names: Vec<&str> = crds
+            .iter()
+            .map(|crd| {
+                crd.metadata
+                    .name
+                    .as_deref()
+                    .expect("a CRD has metadata.name")
+            })
+            .collect();
+        for (crd, name) in crds.iter().zip(&names) {
             api.patch(name, &params, &Patch::Apply(crd))
                 .await
                 .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
         }
-        for crd in crds {
-            let name = crd
-                .metadata
-                .name
-                .as_deref()
-                .expect("a CRD has metadata.name");
+        for name in names {
             let established = await_condition(api.clone(), name, conditions::is_crd_established());
             tokio::time::timeout(CRD_ESTABLISHED_TIMEOUT, established)
                 .await
@@ -286,20 +285,21 @@ impl ControlPlane {
 
     /// Pid of the running kube-apiserver (of a launched control plane).
     pub fn apiserver_pid(&self) -> u32 {
-        self.launcher()
-            .lock()
-            .expect("launcher lock")
-            .ready
-            .pid("apiserver-pid")
+        self.ready_pid("apiserver-pid")
     }
 
     /// Pid of etcd (of a launched control plane).
     pub fn etcd_pid(&self) -> u32 {
+        self.ready_pid("etcd-pid")
+    }
+
+    /// The pid named `key` in the launcher's latest `ready` line.
+    fn ready_pid(&self, key: &str) -> u32 {
         self.launcher()
             .lock()
             .expect("launcher lock")
             .ready
-            .pid("etcd-pid")
+            .pid(key)
     }
 
     fn launcher(&self) -> &Arc<Mutex<Launcher>> {
