@@ -353,22 +353,43 @@ impl Election {
     /// Clears the holder, as client-go's `ReleaseOnCancel` does, so that a candidate takes
     /// the Lease at its next try. Failing that, the Lease expires by itself, so a failure
     /// is only logged.
-    async fn release(&self, mut lease: Lease) {
-        if let Some(spec) = lease.spec.as_mut() {
-            spec.holder_identity = None;
-        }
-        let params = PostParams::default();
-        let replace = self.api.replace(&self.settings.name, &params, &lease);
+    async fn release(&self, lease: Lease) {
         // Once a lease duration has passed the Lease has expired anyway.
-        match timeout(self.settings.lease_duration, replace).await {
-            Ok(Ok(_)) => tracing::info!("released the lease"),
-            // Changed since our last renewal: no longer ours to release.
-            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 404 | 409) => {}
+        match timeout(self.settings.lease_duration, self.clear_holder(lease)).await {
+            Ok(Ok(true)) => tracing::info!("released the lease"),
+            Ok(Ok(false)) => tracing::debug!("the lease is no longer ours to release"),
             Ok(Err(error)) => {
                 let error = LeaderError::ReleaseLease(error);
                 tracing::warn!(error = %chain(&error), "the lease will expire by itself");
             }
             Err(_) => tracing::warn!("releasing the lease timed out; it will expire by itself"),
+        }
+    }
+
+    /// Writes `lease` without a holder; true if that happened. A conflict means it changed
+    /// since: a renewal that was still in flight when our term ended may have landed after
+    /// all (its answer was dropped), so the Lease is read again and released at its
+    /// current version while it still names us.
+    async fn clear_holder(&self, mut lease: Lease) -> Result<bool, kube::Error> {
+        let params = PostParams::default();
+        loop {
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+            }
+            match self.api.replace(&self.settings.name, &params, &lease).await {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(error),
+            }
+            match self.api.get_opt(&self.settings.name).await? {
+                Some(current)
+                    if current.spec.as_ref().and_then(holder) == Some(&self.settings.identity) =>
+                {
+                    lease = current;
+                }
+                _ => return Ok(false),
+            }
         }
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use extsvc::k8s::leader::{LeaderError, LeaseSettings, run_as_leader};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
@@ -243,6 +245,37 @@ async fn a_successor_takes_over_when_the_leader_stops() {
         "replica-b took {handover:?} to take over a released 15 s lease"
     );
     contest.assert_b_took_over(b).await;
+}
+
+#[tokio::test]
+async fn a_leader_releases_the_lease_after_a_renewal_whose_answer_it_never_saw() {
+    let contest = Contest::new(controlplane::shared().await).await;
+    // No renewal of its own during the test.
+    let slow = |identity| LeaseSettings {
+        lease_duration: Duration::from_secs(120),
+        renew_interval: Duration::from_secs(100),
+        ..contest.settings(identity)
+    };
+    let a = contest.start(slow("replica-a"));
+    wait_until("replica-a leads", || a.leads()).await;
+
+    // A renewal that was in flight when the term ended lands, and its answer is dropped:
+    // the Lease is newer than the one replica-a last saw, and still names it.
+    let mut lease = contest.lease().await;
+    let spec = lease.spec.as_mut().expect("a lease spec");
+    spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+    Api::<Lease>::namespaced(contest.client.clone(), &contest.ns)
+        .replace(LEASE, &PostParams::default(), &lease)
+        .await
+        .expect("renew the lease behind replica-a's back");
+
+    a.stop().await;
+
+    assert_eq!(
+        holder(&contest.lease().await),
+        None,
+        "the lease is released"
+    );
 }
 
 #[tokio::test]
