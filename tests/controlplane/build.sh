@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and the controlplane launcher from Go modules into a cache
+# Builds kube-apiserver, kube-controller-manager, kubectl, etcd and the controlplane launcher from Go modules into a cache
 # directory outside the checkout, and prints that directory on the last stdout line.
 #
 #   tests/controlplane/build.sh              build if needed, print the bin dir
@@ -29,7 +29,7 @@ hash=$({
 } | sha256sum | cut -c1-12)
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/extsvc/controlplane
 bin_dir=${cache_root}/${kube_version}-${hash}
-binaries=(kube-apiserver etcd controlplane)
+binaries=(kube-apiserver kube-controller-manager kubectl etcd controlplane)
 
 if [[ ${1:-} == --print-dir ]]; then
 	echo "$bin_dir"
@@ -69,7 +69,13 @@ export CGO_ENABLED=0
 # go.mod's go line may not pull a newer toolchain: there is no download on our machines.
 export GOTOOLCHAIN=local
 
-packages=(k8s.io/kubernetes/cmd/kube-apiserver ./cmd/etcd ./cmd/controlplane)
+packages=(
+	k8s.io/kubernetes/cmd/kube-apiserver
+	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kubectl
+	./cmd/etcd
+	./cmd/controlplane
+)
 # What `kube-apiserver --version` and GET /version report; without these it says v0.0.0.
 ldflags="-s -w"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -78,7 +84,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 start=$SECONDS
-echo "build.sh: building kube-apiserver ${kube_version}, etcd and the launcher into ${bin_dir}" >&2
+echo "build.sh: building kube-apiserver, kube-controller-manager and kubectl ${kube_version}, etcd and the launcher into ${bin_dir}" >&2
 echo "build.sh: $(go version); GOMODCACHE=$(go env GOMODCACHE) GOCACHE=$(go env GOCACHE)" >&2
 
 tmp_dir=$(mktemp -d "${cache_root}/.build.XXXXXX")

@@ -1,16 +1,19 @@
-// Command controlplane starts a real etcd and a real kube-apiserver on 127.0.0.1, the way
-// controller-runtime's envtest does, and writes a kubeconfig for them.
+// Command controlplane starts a real etcd, a real kube-apiserver and a real
+// kube-controller-manager on 127.0.0.1, and writes a kubeconfig for them: the parts of a
+// cluster that act on API objects (garbage collection, namespace deletion, service
+// accounts, EndpointSlice mirroring), without a scheduler or kubelets.
 //
 //	controlplane --bin-dir DIR [--dir WORKDIR] [--kubeconfig OUT] [--control-stdin]
 //
-// When both are ready it prints one line to stdout:
+// When all three are ready it prints one line to stdout:
 //
-//	ready kubeconfig=PATH server=URL dir=WORKDIR etcd=URL etcd-pid=N apiserver-pid=N
+//	ready kubeconfig=PATH server=URL dir=WORKDIR etcd=URL etcd-pid=N apiserver-pid=N controller-manager-pid=N
 //
-// It stops both (kube-apiserver first) on SIGTERM, SIGINT or SIGHUP, when its parent
-// process dies, and, with --control-stdin, when stdin reaches EOF. With --control-stdin
-// it also answers line commands on stdout: `stop-apiserver` -> `stopped`,
-// `start-apiserver` -> `ready ...` (same port, certificates and token).
+// It stops them (kube-controller-manager, then kube-apiserver, then etcd) on SIGTERM,
+// SIGINT or SIGHUP, when its parent process dies, and, with --control-stdin, when stdin
+// reaches EOF. With --control-stdin it also answers line commands on stdout:
+// `stop-apiserver` -> `stopped`, `start-apiserver` -> `ready ...` (same port,
+// certificates and token); the controller manager keeps running and reconnects.
 //
 // Only the standard library is used so that the launcher builds in seconds.
 package main
@@ -46,12 +49,15 @@ import (
 const (
 	etcdTimeout      = 60 * time.Second
 	apiserverTimeout = 120 * time.Second
-	stopTimeout      = 15 * time.Second
-	parentPoll       = 500 * time.Millisecond
+	// The controller manager is ready once its service-account controller has created
+	// the `default` ServiceAccount, which needs its informers synced.
+	controllerManagerTimeout = 120 * time.Second
+	stopTimeout              = 15 * time.Second
+	parentPoll               = 500 * time.Millisecond
 )
 
 func main() {
-	binDir := flag.String("bin-dir", "", "directory holding the etcd and kube-apiserver binaries (required)")
+	binDir := flag.String("bin-dir", "", "directory holding the etcd, kube-apiserver and kube-controller-manager binaries (required)")
 	workDir := flag.String("dir", "", "work directory to keep (default: a temporary one, removed on exit)")
 	kubeconfig := flag.String("kubeconfig", "", "where to write the kubeconfig (default: WORKDIR/kubeconfig)")
 	controlStdin := flag.Bool("control-stdin", false, "read stop-apiserver/start-apiserver commands from stdin; stop on EOF")
@@ -120,15 +126,18 @@ func run(binDir, workDir, kubeconfig string, controlStdin bool) (err error) {
 	if err := cp.startAPIServer(ctx); err != nil {
 		return err
 	}
-	if err := cp.writeKubeconfig(kubeconfig); err != nil {
+	if err := cp.writeKubeconfig(kubeconfig, "admin", cp.token); err != nil {
+		return err
+	}
+	if err := cp.startControllerManager(ctx); err != nil {
 		return err
 	}
 	logf("ready in %.1fs", time.Since(started).Seconds())
 	logf("  server      %s", cp.serverURL())
 	logf("  kubeconfig  %s", kubeconfig)
 	logf("  etcd        %s (data %s)", cp.etcdURL(), filepath.Join(workDir, "etcd"))
-	logf("  logs        %s, %s", cp.etcd.logPath, cp.apiserver.logPath)
-	logf("  try         KUBECONFIG=%s kubectl get namespaces", kubeconfig)
+	logf("  logs        %s, %s, %s", cp.etcd.logPath, cp.apiserver.logPath, cp.controllerManager.logPath)
+	logf("  try         %s --kubeconfig %s get namespaces", filepath.Join(binDir, "kubectl"), kubeconfig)
 	cp.kubeconfig = kubeconfig
 	cp.printReady()
 
@@ -145,6 +154,8 @@ func run(binDir, workDir, kubeconfig string, controlStdin bool) (err error) {
 			return fmt.Errorf("etcd exited unexpectedly (%v); see %s", cp.etcd.err, cp.etcd.logPath)
 		case <-cp.apiserverDone():
 			return fmt.Errorf("kube-apiserver exited unexpectedly (%v); see %s", cp.apiserver.err, cp.apiserver.logPath)
+		case <-cp.controllerManager.done:
+			return fmt.Errorf("kube-controller-manager exited unexpectedly (%v); see %s", cp.controllerManager.err, cp.controllerManager.logPath)
 		case line, ok := <-commands:
 			if !ok {
 				logf("stdin closed; stopping")
@@ -184,23 +195,30 @@ func readLines(r io.Reader) <-chan string {
 type controlPlane struct {
 	binDir, workDir, kubeconfig string
 	etcdPort, peerPort, apiPort int
-	token                       string
-	caPEM                       []byte
-	caPool                      *x509.CertPool
-	etcd, apiserver             *child
+	controllerManagerPort       int
+	// token is the admin's (system:masters); controllerManagerToken authenticates the
+	// controller manager as system:kube-controller-manager, whose bootstrap RBAC roles
+	// let it mint a token per controller (--use-service-account-credentials).
+	token, controllerManagerToken      string
+	caPEM                              []byte
+	caPool                             *x509.CertPool
+	etcd, apiserver, controllerManager *child
 }
 
 func newControlPlane(binDir, workDir string) (*controlPlane, error) {
-	for _, b := range []string{"etcd", "kube-apiserver"} {
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
 			return nil, fmt.Errorf("%s not found in --bin-dir (run tests/controlplane/build.sh): %w", b, err)
 		}
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
-	cp := &controlPlane{binDir: binDir, workDir: workDir, etcdPort: ports[0], peerPort: ports[1], apiPort: ports[2]}
+	cp := &controlPlane{
+		binDir: binDir, workDir: workDir,
+		etcdPort: ports[0], peerPort: ports[1], apiPort: ports[2], controllerManagerPort: ports[3],
+	}
 	if err := cp.writeCredentials(); err != nil {
 		return nil, fmt.Errorf("writing certificates and keys: %w", err)
 	}
@@ -268,9 +286,6 @@ func (cp *controlPlane) startAPIServer(ctx context.Context) error {
 		"--tls-private-key-file", cp.path("serving.key"),
 		"--service-cluster-ip-range", "10.0.0.0/24",
 		"--authorization-mode", "RBAC",
-		// No controller-manager creates the default ServiceAccount of a namespace, so the
-		// admission plugin that requires it would reject every Pod.
-		"--disable-admission-plugins", "ServiceAccount",
 		"--service-account-issuer", cp.serverURL() + "/",
 		"--service-account-key-file", cp.path("sa.pub"),
 		"--service-account-signing-key-file", cp.path("sa.key"),
@@ -285,28 +300,84 @@ func (cp *controlPlane) startAPIServer(ctx context.Context) error {
 		return err
 	}
 	cp.apiserver = c
-	client := &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cp.caPool}},
-	}
+	client := cp.httpClient()
 	ready := func(client *http.Client) bool {
-		req, err := http.NewRequest(http.MethodGet, cp.serverURL()+"/readyz", nil)
-		if err != nil {
-			return false
-		}
-		req.Header.Set("Authorization", "Bearer "+cp.token)
-		resp, err := client.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode == http.StatusOK
+		return cp.getOK(client, cp.serverURL()+"/readyz", cp.token)
 	}
 	err = waitFor(ctx, c, apiserverTimeout, client, ready)
 	// An idle keep-alive connection would make a later graceful stop wait for it.
 	client.CloseIdleConnections()
 	return err
+}
+
+// startControllerManager starts kube-controller-manager with its default controllers
+// (garbage collector, namespace, service account and token, EndpointSlice and its
+// mirroring, ...), as its own user, and waits until it serves /healthz and its
+// service-account controller has created the `default` ServiceAccount of `default`.
+func (cp *controlPlane) startControllerManager(ctx context.Context) error {
+	kubeconfig := cp.path("controller-manager.kubeconfig")
+	if err := cp.writeKubeconfig(kubeconfig, "system:kube-controller-manager", cp.controllerManagerToken); err != nil {
+		return err
+	}
+	args := []string{
+		"--kubeconfig", kubeconfig,
+		// Delegated authentication and authorization of its own /healthz and /metrics.
+		"--authentication-kubeconfig", kubeconfig,
+		"--authorization-kubeconfig", kubeconfig,
+		"--bind-address", "127.0.0.1",
+		"--secure-port", fmt.Sprint(cp.controllerManagerPort),
+		// The API server's serving certificate is for 127.0.0.1 and signed by our CA.
+		"--tls-cert-file", cp.path("serving.crt"),
+		"--tls-private-key-file", cp.path("serving.key"),
+		// One instance: no Lease to win, so it starts at once and writes no Lease.
+		"--leader-elect=false",
+		// Each controller acts as its own ServiceAccount in kube-system with the
+		// bootstrap RBAC role of that controller, as kubeadm clusters run it.
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file", cp.path("sa.key"),
+		"--root-ca-file", cp.path("ca.crt"),
+		"--controllers", "*",
+	}
+	c, err := startChild("kube-controller-manager", filepath.Join(cp.binDir, "kube-controller-manager"), args, cp.path("kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cp.controllerManager = c
+	client := cp.httpClient()
+	healthz := fmt.Sprintf("https://127.0.0.1:%d/healthz", cp.controllerManagerPort)
+	defaultServiceAccount := cp.serverURL() + "/api/v1/namespaces/default/serviceaccounts/default"
+	ready := func(client *http.Client) bool {
+		return cp.getOK(client, healthz, "") && cp.getOK(client, defaultServiceAccount, cp.token)
+	}
+	err = waitFor(ctx, c, controllerManagerTimeout, client, ready)
+	client.CloseIdleConnections()
+	return err
+}
+
+// httpClient trusts our CA only.
+func (cp *controlPlane) httpClient() *http.Client {
+	return &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cp.caPool}},
+	}
+}
+
+// getOK says whether GET url answers 200, with a bearer token unless it is empty.
+func (cp *controlPlane) getOK(client *http.Client, url, token string) bool {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
 }
 
 // waitFor polls ok until it holds, the child exits, the timeout passes or ctx ends.
@@ -377,13 +448,17 @@ func oneLine(err error) string {
 }
 
 func (cp *controlPlane) printReady() {
-	fmt.Printf("ready kubeconfig=%s server=%s dir=%s etcd=%s etcd-pid=%d apiserver-pid=%d\n",
-		cp.kubeconfig, cp.serverURL(), cp.workDir, cp.etcdURL(), cp.etcd.cmd.Process.Pid, cp.apiserver.cmd.Process.Pid)
+	fmt.Printf("ready kubeconfig=%s server=%s dir=%s etcd=%s etcd-pid=%d apiserver-pid=%d controller-manager-pid=%d\n",
+		cp.kubeconfig, cp.serverURL(), cp.workDir, cp.etcdURL(), cp.etcd.cmd.Process.Pid, cp.apiserver.cmd.Process.Pid,
+		cp.controllerManager.cmd.Process.Pid)
 }
 
-// stopAll stops kube-apiserver before etcd, so that it does not spend its shutdown
-// retrying a store that is gone.
+// stopAll stops each process before what it depends on, so that none spends its
+// shutdown retrying a server that is gone.
 func (cp *controlPlane) stopAll() {
+	if cp.controllerManager != nil {
+		cp.controllerManager.stop()
+	}
 	if cp.apiserver != nil {
 		cp.apiserver.stop()
 	}
@@ -392,7 +467,9 @@ func (cp *controlPlane) stopAll() {
 	}
 }
 
-func (cp *controlPlane) writeKubeconfig(path string) error {
+// writeKubeconfig writes a kubeconfig for the API server that authenticates as user with
+// token.
+func (cp *controlPlane) writeKubeconfig(path, user, token string) error {
 	kubeconfig := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -401,16 +478,16 @@ clusters:
     server: %s
     certificate-authority-data: %s
 users:
-- name: admin
+- name: %[3]s
   user:
-    token: %s
+    token: %[4]s
 contexts:
 - name: extsvc-test
   context:
     cluster: extsvc-test
-    user: admin
+    user: %[3]s
 current-context: extsvc-test
-`, cp.serverURL(), base64.StdEncoding.EncodeToString(cp.caPEM), cp.token)
+`, cp.serverURL(), base64.StdEncoding.EncodeToString(cp.caPEM), user, token)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -476,11 +553,12 @@ func (cp *controlPlane) writeCredentials() error {
 		return err
 	}
 
-	token := make([]byte, 24)
-	if _, err := rand.Read(token); err != nil {
+	if cp.token, err = randomToken(); err != nil {
 		return err
 	}
-	cp.token = hex.EncodeToString(token)
+	if cp.controllerManagerToken, err = randomToken(); err != nil {
+		return err
+	}
 	cp.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	cp.caPool = x509.NewCertPool()
 	cp.caPool.AddCert(caCert)
@@ -499,7 +577,8 @@ func (cp *controlPlane) writeCredentials() error {
 		"serving.key": servingKeyPEM,
 		"sa.key":      saKeyPEM,
 		"sa.pub":      pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: saPub}),
-		"tokens.csv":  fmt.Appendf(nil, "%s,admin,admin-uid,\"system:masters\"\n", cp.token),
+		"tokens.csv": fmt.Appendf(nil, "%s,admin,admin-uid,\"system:masters\"\n%s,system:kube-controller-manager,kube-controller-manager-uid\n",
+			cp.token, cp.controllerManagerToken),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(cp.path(name), data, 0o600); err != nil {
@@ -507,6 +586,14 @@ func (cp *controlPlane) writeCredentials() error {
 		}
 	}
 	return nil
+}
+
+func randomToken() (string, error) {
+	token := make([]byte, 24)
+	if _, err := rand.Read(token); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(token), nil
 }
 
 func ecKeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
