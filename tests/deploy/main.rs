@@ -874,6 +874,19 @@ async fn the_pods_meet_the_restricted_pod_security_standard() {
         .await
         .expect("labelling the namespace");
 
+    // The Pod runs as the ServiceAccount rbac.yaml makes; admission refuses it without.
+    let service_account = manifest("rbac.yaml")
+        .into_iter()
+        .find(|doc| doc["kind"] == "ServiceAccount")
+        .expect("rbac.yaml has a ServiceAccount");
+    apply(
+        &client,
+        &into_namespace(service_account, &namespace),
+        &strict_apply(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating the ServiceAccount: {e}"));
+
     let dry_run = strict_apply().dry_run();
     let pod = pod_of_deployment(&namespace);
     apply(&client, &pod, &dry_run)

@@ -1,6 +1,7 @@
-//! What the test control plane (a real kube-apiserver and etcd) does for us, and what the
-//! project relies on from it: the objects the operator writes, server-side apply,
-//! watches, and the error codes the operator handles.
+//! What the test control plane (a real etcd, kube-apiserver and kube-controller-manager)
+//! does for us, and what the project relies on from it: the objects the operator writes,
+//! server-side apply, watches, the error codes the operator handles, and the controllers
+//! of a real cluster (garbage collection, namespace deletion, service accounts).
 
 #[path = "../support/controlplane.rs"]
 mod controlplane;
@@ -12,17 +13,24 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::authentication::v1::{
+    TokenRequest, TokenRequestSpec, TokenReview, TokenReviewSpec,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Service, ServiceAccount, ServicePort, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch, PatchParams,
-    PostParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
+    PatchParams, PostParams,
 };
+use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use controlplane::ControlPlane;
@@ -276,7 +284,9 @@ async fn applying_a_service_and_an_endpoint_slice_twice_keeps_their_resource_ver
 #[tokio::test]
 async fn watcher_sees_an_object_change() {
     let (ns, config_maps) = fresh_api::<ConfigMap>().await;
-    let mut values = watcher(config_maps.clone(), watcher::Config::default())
+    // Only this object: the root CA publisher adds a `kube-root-ca.crt` to each namespace.
+    let only_it = watcher::Config::default().fields("metadata.name=watched");
+    let mut values = watcher(config_maps.clone(), only_it)
         .applied_objects()
         .map_ok(|cm| cm.data.and_then(|d| d.get("key").cloned()))
         .boxed();
@@ -430,8 +440,8 @@ async fn data_written_while_the_api_server_is_down_is_kept_by_etcd() {
     );
 }
 
-/// Kills the launcher's parent with SIGKILL; the launcher must notice and take etcd and
-/// kube-apiserver down with it.
+/// Kills the launcher's parent with SIGKILL; the launcher must notice and take etcd,
+/// kube-apiserver and kube-controller-manager down with it.
 #[tokio::test]
 async fn launcher_leaves_no_process_behind_when_its_parent_is_killed() {
     let bin_dir = tokio::task::spawn_blocking(|| controlplane::bin_dir().to_owned())
@@ -472,8 +482,8 @@ async fn launcher_leaves_no_process_behind_when_its_parent_is_killed() {
     .expect("read pids");
     assert_eq!(
         pids.len(),
-        3,
-        "launcher, etcd and kube-apiserver pids: {pids:?}"
+        4,
+        "launcher, etcd, kube-apiserver and kube-controller-manager pids: {pids:?}"
     );
     assert!(
         pids.iter().all(|(_, pid)| is_alive(*pid)),
@@ -483,7 +493,7 @@ async fn launcher_leaves_no_process_behind_when_its_parent_is_killed() {
     parent.kill().expect("kill -9 the parent");
     parent.wait().expect("reap the parent");
 
-    // The launcher polls its parent every 500 ms, then stops kube-apiserver and etcd.
+    // The launcher polls its parent every 500 ms, then stops its children.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut alive: Vec<_> = pids.clone();
     while !alive.is_empty() && Instant::now() < deadline {
@@ -506,4 +516,125 @@ fn is_alive(pid: i32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// Waits (for at most `WATCH_TIMEOUT`) until `api` no longer has the object `name` of
+/// `uid`.
+async fn deleted<K>(api: &Api<K>, name: &str, uid: &str, what: &str)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    tokio::time::timeout(
+        WATCH_TIMEOUT,
+        await_condition(api.clone(), name, conditions::is_deleted(uid)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{what} not deleted within {WATCH_TIMEOUT:?}"))
+    .unwrap_or_else(|e| panic!("watching {what}: {e}"));
+}
+
+#[tokio::test]
+async fn a_dependent_is_garbage_collected_with_its_owner() {
+    let (ns, config_maps) = fresh_api::<ConfigMap>().await;
+    let owner = config_maps
+        .create(&PostParams::default(), &config_map("owner", &ns, "v1"))
+        .await
+        .expect("create the owner");
+    let mut dependent = config_map("dependent", &ns, "v1");
+    dependent.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".to_owned(),
+        kind: "ConfigMap".to_owned(),
+        name: "owner".to_owned(),
+        uid: owner.metadata.uid.clone().expect("a uid"),
+        controller: Some(true),
+        ..OwnerReference::default()
+    }]);
+    let dependent = config_maps
+        .create(&PostParams::default(), &dependent)
+        .await
+        .expect("create the dependent");
+
+    config_maps
+        .delete("owner", &DeleteParams::background())
+        .await
+        .expect("delete the owner");
+
+    let uid = dependent.metadata.uid.expect("a uid");
+    deleted(&config_maps, "dependent", &uid, "the dependent").await;
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_completes() {
+    let (ns, config_maps) = fresh_api::<ConfigMap>().await;
+    config_maps
+        .create(&PostParams::default(), &config_map("content", &ns, "v1"))
+        .await
+        .expect("create a config map");
+    let namespaces = Api::<Namespace>::all(controlplane::shared().await.client().await);
+    let uid = namespaces
+        .get(&ns)
+        .await
+        .expect("get the namespace")
+        .metadata
+        .uid
+        .expect("a uid");
+
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+
+    deleted(&namespaces, &ns, &uid, "the namespace").await;
+}
+
+#[tokio::test]
+async fn a_namespace_gets_a_default_service_account_whose_tokens_authenticate() {
+    let (ns, accounts) = fresh_api::<ServiceAccount>().await;
+    tokio::time::timeout(
+        WATCH_TIMEOUT,
+        await_condition(
+            accounts.clone(),
+            "default",
+            |account: Option<&ServiceAccount>| account.is_some(),
+        ),
+    )
+    .await
+    .expect("the default ServiceAccount within the timeout")
+    .expect("watching ServiceAccounts");
+
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["extsvc-test".to_owned()],
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request("default", &PostParams::default(), &request)
+        .await
+        .expect("a TokenRequest for the default ServiceAccount")
+        .status
+        .expect("a token in the status")
+        .token;
+
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token),
+            audiences: Some(vec!["extsvc-test".to_owned()]),
+        },
+        ..TokenReview::default()
+    };
+    let reviews = Api::<TokenReview>::all(controlplane::shared().await.client().await);
+    let status = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("a TokenReview")
+        .status
+        .expect("a review status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    assert_eq!(
+        status.user.and_then(|user| user.username).as_deref(),
+        Some(format!("system:serviceaccount:{ns}:default").as_str())
+    );
 }

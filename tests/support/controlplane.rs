@@ -1,6 +1,6 @@
-//! A real Kubernetes API server for integration tests: kube-apiserver and etcd built from
-//! Go modules by `tests/controlplane/build.sh` and started by its `controlplane` launcher
-//! (see `tests/controlplane/README.md`).
+//! A real Kubernetes control plane for integration tests: etcd, kube-apiserver and
+//! kube-controller-manager built from Go modules by `tests/controlplane/build.sh` and
+//! started by its `controlplane` launcher (see `tests/controlplane/README.md`).
 //!
 //! ```ignore
 //! #[path = "../support/controlplane.rs"]
@@ -26,8 +26,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
@@ -39,6 +40,9 @@ pub const KUBECONFIG_ENV: &str = "EXTSVC_TEST_KUBECONFIG";
 /// Field manager of the server-side applies made by these helpers.
 pub const FIELD_MANAGER: &str = "extsvc-tests";
 const CRD_ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(30);
+/// The garbage collector learns a new kind at its next discovery (every 30 s), and
+/// retries what it could not map with exponential backoff: at worst about twice that.
+const GARBAGE_COLLECTOR_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running control plane, or an external one named by [`KUBECONFIG_ENV`].
 pub struct ControlPlane {
@@ -48,7 +52,7 @@ pub struct ControlPlane {
 }
 
 /// The launcher process and the pipes to talk to it. Closing its stdin (dropping
-/// `stdin`, or this test process exiting) makes it stop kube-apiserver and etcd.
+/// `stdin`, or this test process exiting) makes it stop the control plane.
 struct Launcher {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -89,7 +93,7 @@ impl Ready {
 /// The control plane shared by all tests of this test binary, started on first use.
 ///
 /// It lives until the test process exits: the launcher then sees its stdin close (and its
-/// parent change) and stops kube-apiserver and etcd.
+/// parent change) and stops the control plane.
 pub async fn shared() -> &'static ControlPlane {
     // tokio's OnceCell: concurrent first callers wait for one start instead of blocking
     // their runtime threads. A failure is kept so later tests fail fast with the cause.
@@ -110,7 +114,8 @@ pub async fn shared() -> &'static ControlPlane {
     }
 }
 
-/// Builds (or finds cached) kube-apiserver, etcd and the launcher; returns their directory.
+/// Builds (or finds cached) the control plane's binaries and the launcher; returns their
+/// directory.
 /// The first call in a process runs `tests/controlplane/build.sh`, which takes seconds
 /// when the binaries are cached and many minutes on a cold Go build cache.
 pub fn bin_dir() -> &'static Path {
@@ -220,8 +225,8 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("loading {}: {e}", self.kubeconfig.display()))
     }
 
-    /// Creates a namespace with a unique name and returns the name. Namespaces are never
-    /// deleted: without a controller-manager their deletion would never finish.
+    /// Creates a namespace with a unique name and returns the name. Tests leave it behind
+    /// (deleting one takes the namespace controller seconds), unless deletion is the test.
     pub async fn fresh_namespace(&self) -> String {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("test-{}", &id[..12]);
@@ -268,6 +273,59 @@ impl ControlPlane {
         }
     }
 
+    /// Waits until the garbage collector collects dependents of an owner of kind `kind`
+    /// (`api_version` as in an ownerReference). It learns a kind installed by a CRD only
+    /// at its next discovery, so a test that deletes an owner of such a kind right after
+    /// installing the CRD would otherwise wait for that on its own deadline. The probe is
+    /// a ConfigMap whose owner of that kind does not exist: collected once the kind is
+    /// known.
+    pub async fn wait_until_garbage_collector_knows(&self, api_version: &str, kind: &str) {
+        let namespace = self.fresh_namespace().await;
+        let config_maps = Api::<ConfigMap>::namespaced(self.client().await, &namespace);
+        let probe = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("garbage-collector-probe".to_owned()),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: api_version.to_owned(),
+                    kind: kind.to_owned(),
+                    name: "absent-owner".to_owned(),
+                    uid: uuid::Uuid::new_v4().to_string(),
+                    ..OwnerReference::default()
+                }]),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        let created = config_maps
+            .create(&PostParams::default(), &probe)
+            .await
+            .unwrap_or_else(|e| panic!("creating the garbage collector's probe: {e}"));
+        let uid = created.metadata.uid.expect("a created object has a uid");
+        let collected = await_condition(
+            config_maps,
+            "garbage-collector-probe",
+            conditions::is_deleted(&uid),
+        );
+        tokio::time::timeout(GARBAGE_COLLECTOR_DISCOVERY_TIMEOUT, collected)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the garbage collector did not collect a dependent of a missing {kind} \
+                     within {GARBAGE_COLLECTOR_DISCOVERY_TIMEOUT:?}: is \
+                     kube-controller-manager running?"
+                )
+            })
+            .unwrap_or_else(|e| panic!("watching the garbage collector's probe: {e}"));
+    }
+
+    /// A `kubectl` command for this control plane: the kubectl built with it, with
+    /// `--kubeconfig` set.
+    pub fn kubectl(&self) -> Command {
+        let mut command = Command::new(bin_dir().join("kubectl"));
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        command
+    }
+
     /// Stops kube-apiserver only; etcd keeps the data. Private control planes only.
     pub async fn stop_apiserver(&self) {
         let answer = self.send("stop-apiserver").await;
@@ -286,6 +344,11 @@ impl ControlPlane {
     /// Pid of the running kube-apiserver (of a launched control plane).
     pub fn apiserver_pid(&self) -> u32 {
         self.ready_pid("apiserver-pid")
+    }
+
+    /// Pid of the running kube-controller-manager (of a launched control plane).
+    pub fn controller_manager_pid(&self) -> u32 {
+        self.ready_pid("controller-manager-pid")
     }
 
     /// Pid of etcd (of a launched control plane).
@@ -365,7 +428,7 @@ impl Launcher {
 }
 
 impl Drop for Launcher {
-    /// Closes stdin, which makes the launcher stop kube-apiserver and etcd, and waits for
+    /// Closes stdin, which makes the launcher stop the control plane, and waits for
     /// it so that a test's control plane is gone when the test is.
     fn drop(&mut self) {
         drop(self.stdin.take());
