@@ -72,8 +72,8 @@ async fn a_registration_becomes_a_resource_with_service_slices_endpoints_and_ing
     let rule = &ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0];
     assert_eq!(rule.host.as_deref(), Some("pay.example.com"));
 
-    // Every child is owned by the ExternalService, as its controller: a real cluster's
-    // garbage collector removes them with it (this control plane has none).
+    // Every child is owned by the ExternalService, as its controller, so that the garbage
+    // collector removes them with it (`cluster_controllers.rs` deletes one).
     let owners = [
         service.owner_references().to_vec(),
         endpoints.owner_references().to_vec(),
@@ -180,22 +180,6 @@ async fn removing_the_ingress_deletes_it() {
         op.services().get_opt("billing-db").await.unwrap().is_some(),
         "the Service stays"
     );
-}
-
-#[tokio::test]
-async fn deleting_the_registration_deletes_the_resource() {
-    let op = spawn_operator().await;
-    op.put("billing-db", &registration("billing-db")).await;
-    existing(&op.external_services(), "the ExternalService", "billing-db").await;
-
-    assert_eq!(op.delete("billing-db").await, StatusCode::OK);
-
-    absent(
-        &op.external_services(),
-        "the ExternalService to go",
-        "billing-db",
-    )
-    .await;
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod backend;
 mod helpers;
 
 mod children;
+mod cluster_controllers;
 mod cluster_made;
 mod health;
 mod outage;
