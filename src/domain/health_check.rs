@@ -10,6 +10,22 @@ use super::port::resolve_check_port;
 use super::{CheckPort, DnsLabel, DnsSubdomain, Errors, Invalid, Pointer, ServicePort};
 
 const MAX_HEADERS: usize = 32;
+const MAX_HEADER_NAME_LEN: usize = 128;
+const MAX_HEADER_VALUE_LEN: usize = 4096;
+/// Headers a check may not set: the probe frames its own request (one GET, no body, a
+/// fresh connection it closes), so these would contradict it or smuggle a second one.
+const RESERVED_HEADERS: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
 const MAX_PATH_LEN: usize = 2048;
 
 /// One check, run against every address that serves its port.
@@ -307,13 +323,31 @@ fn check_header_name(name: &str) -> Result<(), Invalid> {
             "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
         ));
     }
+    if name.len() > MAX_HEADER_NAME_LEN {
+        return Err(Invalid::TooLong {
+            max: MAX_HEADER_NAME_LEN,
+        });
+    }
     if name.eq_ignore_ascii_case("host") {
         return Err(Invalid::Rule("set the Host header with the host field"));
+    }
+    if RESERVED_HEADERS
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+    {
+        return Err(Invalid::Rule(
+            "is a framing or hop-by-hop header, which the probe sets itself",
+        ));
     }
     Ok(())
 }
 
 fn check_header_value(value: &str) -> Result<(), Invalid> {
+    if value.len() > MAX_HEADER_VALUE_LEN {
+        return Err(Invalid::TooLong {
+            max: MAX_HEADER_VALUE_LEN,
+        });
+    }
     if value
         .chars()
         .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
@@ -368,5 +402,42 @@ mod tests {
         }
         assert!(check_header_value("Bearer abc").is_ok());
         assert!(check_header_value("a\r\nInjected: 1").is_err());
+    }
+
+    #[test]
+    fn framing_and_hop_by_hop_headers_are_refused() {
+        for reserved in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Expect",
+        ] {
+            assert!(
+                matches!(check_header_name(reserved), Err(Invalid::Rule(_))),
+                "{reserved}"
+            );
+        }
+        assert!(check_header_name("Authorization").is_ok());
+    }
+
+    #[test]
+    fn header_names_and_values_have_a_length_cap() {
+        let name = "x".repeat(MAX_HEADER_NAME_LEN);
+        assert!(check_header_name(&name).is_ok());
+        assert!(matches!(
+            check_header_name(&format!("{name}x")),
+            Err(Invalid::TooLong { .. })
+        ));
+        let value = "v".repeat(MAX_HEADER_VALUE_LEN);
+        assert!(check_header_value(&value).is_ok());
+        assert!(matches!(
+            check_header_value(&format!("{value}v")),
+            Err(Invalid::TooLong { .. })
+        ));
     }
 }

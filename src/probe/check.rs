@@ -37,6 +37,34 @@ pub enum ProbeError {
     Grpc(String),
 }
 
+/// How many characters of a backend's own text (a status line, a gRPC message) an error
+/// quotes, and the most an error stored in the health report can hold.
+const EXCERPT_CHARS: usize = 80;
+const MAX_ERROR_CHARS: usize = 256;
+
+/// The start of `text`, with control characters, quotes and backslashes escaped, so
+/// that what a backend sends reaches the health API and the logs short and inert.
+pub(super) fn excerpt(text: &str) -> String {
+    let mut quoted: String = text
+        .chars()
+        .take(EXCERPT_CHARS)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().nth(EXCERPT_CHARS).is_some() {
+        quoted.push('…');
+    }
+    quoted
+}
+
+/// `error`'s text, cut at [`MAX_ERROR_CHARS`].
+fn bounded(error: &ProbeError) -> String {
+    let text = error.to_string();
+    match text.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
 fn seconds(duration: Duration) -> String {
     if duration.subsec_millis() == 0 {
         format!("{}s", duration.as_secs())
@@ -118,7 +146,7 @@ pub async fn run(target: &ProbeTarget, tls: &Tls) -> (Outcome, Class) {
         .map_or_else(ProbeError::class, |()| Class::Success);
     let outcome = Outcome {
         success: result.is_ok(),
-        error: result.err().map(|e| e.to_string()),
+        error: result.err().as_ref().map(bounded),
         latency,
         at,
     };
@@ -150,5 +178,26 @@ pub(super) fn authority(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(v4) => format!("{v4}:{port}"),
         IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_short_and_escaped() {
+        assert_eq!(excerpt("SSH-2.0-OpenSSH"), "SSH-2.0-OpenSSH");
+        assert_eq!(excerpt("a\r\n\x1b[2J\"b\""), "a\\r\\n\\u{1b}[2J\\\"b\\\"");
+        let long = excerpt(&"é".repeat(1000));
+        assert_eq!(long.chars().count(), EXCERPT_CHARS + 1);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn a_stored_error_is_bounded() {
+        let error = ProbeError::Tls("x".repeat(10_000));
+        assert_eq!(bounded(&error).chars().count(), MAX_ERROR_CHARS + 1);
+        assert_eq!(bounded(&ProbeError::Refused), "connection refused");
     }
 }

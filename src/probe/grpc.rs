@@ -6,16 +6,29 @@ use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes};
 
-use super::check::{ProbeError, authority, connect};
+use super::check::{ProbeError, authority, connect, excerpt};
 
 const PATH: &str = "/grpc.health.v1.Health/Check";
+/// The most read of an answer's body: a `HealthCheckResponse` is a few bytes.
+const MAX_BODY: usize = 1024;
+/// The most accepted of an answer's headers or trailers (h2's default is 16 MiB).
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+/// The peer may send no more than this before we read it (also the most buffered).
+const WINDOW: u32 = 16 * 1024;
 
 pub async fn probe(address: SocketAddr, service: Option<&str>) -> Result<(), ProbeError> {
     let stream = connect(address).await?;
     // HTTP/2 writes several small frames; Nagle would hold them back. (HTTP/1.1 probes
     // write their request in one go and need no such option.)
     let _ = stream.set_nodelay(true);
-    let (client, connection) = h2::client::handshake(stream).await.map_err(h2_error)?;
+    let (client, connection) = h2::client::Builder::new()
+        .max_header_list_size(MAX_HEADER_LIST)
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .enable_push(false)
+        .handshake(stream)
+        .await
+        .map_err(h2_error)?;
     // The connection future drives the socket; the call runs beside it and the
     // connection is dropped (closed) as soon as the call has its answer.
     let call = call(client, address, service);
@@ -61,6 +74,11 @@ async fn call(
     let mut message = Vec::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(h2_error)?;
+        if message.len() + chunk.len() > MAX_BODY {
+            return Err(ProbeError::Malformed(format!(
+                "an answer longer than {MAX_BODY} bytes"
+            )));
+        }
         let _ = body.flow_control().release_capacity(chunk.len());
         message.extend_from_slice(&chunk);
     }
@@ -88,39 +106,19 @@ fn check_grpc_status(headers: &http::HeaderMap) -> Result<(), ProbeError> {
     match headers.get("grpc-status").and_then(|v| v.to_str().ok()) {
         None | Some("0") => Ok(()),
         Some(code) => {
+            // `grpc-message` arrives percent-encoded ("service%20not%20registered").
             let message = headers
                 .get("grpc-message")
                 .and_then(|v| v.to_str().ok())
-                .map(percent_decode)
+                .map(|v| excerpt(&percent_encoding::percent_decode_str(v).decode_utf8_lossy()))
                 .unwrap_or_default();
             Err(ProbeError::Grpc(
-                format!("gRPC status {code} {message}")
+                format!("gRPC status {} {message}", excerpt(code))
                     .trim_end()
                     .to_owned(),
             ))
         }
     }
-}
-
-/// `grpc-message` arrives percent-encoded (gRPC over HTTP/2: "service%20not%20registered").
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
-        match (bytes[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                decoded.push((high * 16 + low) as u8);
-                i += 3;
-            }
-            (byte, _, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// `HealthCheckRequest { string service = 1; }`
@@ -213,13 +211,21 @@ mod tests {
     }
 
     #[test]
-    fn grpc_messages_are_percent_decoded() {
+    fn grpc_messages_are_percent_decoded_and_quoted_as_a_short_excerpt() {
+        let error = |message: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-status", http::HeaderValue::from_static("5"));
+            headers.insert("grpc-message", message.parse().unwrap());
+            check_grpc_status(&headers).unwrap_err().to_string()
+        };
         assert_eq!(
-            percent_decode("service%20not%20registered"),
-            "service not registered"
+            error("service%20not%20registered"),
+            "gRPC status 5 service not registered"
         );
-        assert_eq!(percent_decode("caf%C3%A9 100%"), "café 100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(error("caf%C3%A9 100%"), "gRPC status 5 café 100%");
+        let long = error(&format!("%1B[31m{}", "x".repeat(100_000)));
+        assert!(long.chars().count() < 200, "{long}");
+        assert!(long.starts_with("gRPC status 5 \\u{1b}[31mxxx"), "{long}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::domain::HttpProbe;
 
-use super::check::{ProbeError, Tls, authority, connect};
+use super::check::{ProbeError, Tls, authority, connect, excerpt};
 
 /// The most read while looking for the status line.
 const MAX_STATUS_LINE: usize = 4 * 1024;
@@ -51,6 +51,8 @@ pub async fn probe(address: SocketAddr, check: &HttpProbe, tls: &Tls) -> Result<
 
 fn request(address: SocketAddr, check: &HttpProbe) -> Vec<u8> {
     let host = match &check.host {
+        // An IPv6 literal goes in brackets, as in a URL (RFC 9110, section 7.2).
+        Some(host) if host.contains(':') => format!("[{host}]"),
         Some(host) => host.clone(),
         None => authority(address.ip(), address.port()),
     };
@@ -97,14 +99,15 @@ fn status(response: &[u8]) -> Result<u16, ProbeError> {
     let line = String::from_utf8_lossy(line);
     let mut parts = line.trim_end().splitn(3, ' ');
     match (parts.next(), parts.next()) {
-        (Some(version), Some(code)) if version.starts_with("HTTP/1.") && code.len() == 3 => code
-            .parse()
-            .map_err(|_| ProbeError::Malformed(format!("status line {line:?}"))),
-        _ => Err(ProbeError::Malformed(format!(
-            "status line {:?}",
-            line.chars().take(80).collect::<String>()
-        ))),
+        (Some(version), Some(code)) if version.starts_with("HTTP/1.") && code.len() == 3 => {
+            code.parse().map_err(|_| malformed_status_line(&line))
+        }
+        _ => Err(malformed_status_line(&line)),
     }
+}
+
+fn malformed_status_line(line: &str) -> ProbeError {
+    ProbeError::Malformed(format!("status line \"{}\"", excerpt(line)))
 }
 
 /// rustls' error text, without the I/O wrapper it arrives in.
@@ -168,6 +171,33 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_sent_in_brackets() {
+        use crate::domain::{CheckPort, PortNumber, StatusRanges};
+        let check = |host: &str| HttpProbe {
+            port: CheckPort::Number(PortNumber::parse(8443).unwrap()),
+            path: "/".to_owned(),
+            tls: None,
+            host: Some(host.to_owned()),
+            headers: Vec::new(),
+            expected_statuses: StatusRanges::parse(&["200".to_owned()]).unwrap(),
+        };
+        let address: SocketAddr = "[2001:db8::1]:8443".parse().unwrap();
+        let sent = |host| String::from_utf8(request(address, &check(host))).unwrap();
+        assert!(sent("2001:db8::2").contains("\r\nHost: [2001:db8::2]\r\n"));
+        assert!(sent("db.example.com").contains("\r\nHost: db.example.com\r\n"));
+    }
+
+    #[test]
+    fn a_status_line_is_quoted_as_a_short_escaped_excerpt() {
+        let line = format!("HTTP/1.1 2x0 {}\x1b[31m\r\n", "A".repeat(4000));
+        let Err(ProbeError::Malformed(message)) = status(line.as_bytes()) else {
+            panic!("a malformed status line");
+        };
+        assert!(message.len() < 200, "{message}");
+        assert!(!message.contains('\x1b'), "{message}");
+    }
 
     #[test]
     fn status_lines_parse_and_anything_else_is_malformed() {

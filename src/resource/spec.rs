@@ -212,7 +212,14 @@ pub enum HttpScheme {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpHeader {
+    /// A header name (RFC 9110 token); not `Host` (use `host`) nor a framing or
+    /// hop-by-hop header (`Content-Length`, `Transfer-Encoding`, `Connection`, ...).
+    #[schema(min_length = 1, max_length = 128)]
+    #[schemars(length(min = 1, max = 128))]
     pub name: String,
+    /// Printable ASCII, spaces and tabs.
+    #[schema(max_length = 4096)]
+    #[schemars(length(max = 4096))]
     pub value: String,
 }
 

@@ -261,6 +261,74 @@ impl HangingServer {
     }
 }
 
+/// A hostile HTTP/2 server on the gRPC health path: it answers every call with the
+/// headers of a successful gRPC response and then one of its [`Hostility`]s.
+pub struct HostileGrpcServer {
+    pub port: u16,
+}
+
+#[derive(Clone, Copy)]
+pub enum Hostility {
+    /// Data frames without end, as fast as flow control lets them go.
+    EndlessBody,
+    /// A failed status whose `grpc-message` is `len` bytes long (trailers-only).
+    LongMessage { len: usize },
+}
+
+impl HostileGrpcServer {
+    pub async fn start(hostility: Hostility) -> Self {
+        let (listener, port) = bind_loopback().await;
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_hostile(stream, hostility));
+            }
+        });
+        Self { port }
+    }
+}
+
+async fn serve_hostile(stream: TcpStream, hostility: Hostility) {
+    let Ok(mut connection) = h2::server::Builder::new()
+        .max_send_buffer_size(1024 * 1024)
+        .handshake::<_, bytes::Bytes>(stream)
+        .await
+    else {
+        return;
+    };
+    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+        let response = http::Response::builder().header("content-type", "application/grpc");
+        tokio::spawn(async move {
+            match hostility {
+                Hostility::EndlessBody => {
+                    let Ok(mut send) =
+                        respond.send_response(response.body(()).expect("a response"), false)
+                    else {
+                        return;
+                    };
+                    let chunk = bytes::Bytes::from(vec![0u8; 16 * 1024]);
+                    while send.send_data(chunk.clone(), false).is_ok() {
+                        send.reserve_capacity(chunk.len());
+                        if std::future::poll_fn(|cx| send.poll_capacity(cx))
+                            .await
+                            .is_none()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Hostility::LongMessage { len } => {
+                    let response = response
+                        .header("grpc-status", "14")
+                        .header("grpc-message", "m".repeat(len))
+                        .body(())
+                        .expect("a response");
+                    let _ = respond.send_response(response, true);
+                }
+            }
+        });
+    }
+}
+
 /// A listener on a free loopback port, and that port.
 async fn bind_loopback() -> (TcpListener, u16) {
     let listener = TcpListener::bind(SocketAddr::new(LOOPBACK, 0))
