@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use extsvc::domain::{DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
 use extsvc::metrics::Metrics;
-use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Engine, Tls, probe_targets};
+use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Engine, ProbedAddress, Tls, probe_targets};
 use extsvc::resource::{ExternalServiceSpec, ProbeResult};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -215,7 +215,14 @@ async fn run() -> anyhow::Result<()> {
             namespace: namespace.clone(),
             name: ServiceName::parse(&format!("s{}", keys.len()))?,
         };
-        let wanted = probe_targets(&spec, ips.iter().map(|ip| (*ip, &ports)));
+        let wanted = probe_targets(
+            &spec,
+            ips.iter().map(|ip| ProbedAddress {
+                ip: *ip,
+                resolved_from: None,
+                ports: &ports,
+            }),
+        );
         engine.set_targets(&key, ips, wanted, &BTreeMap::new());
         keys.push(key);
         next += count;

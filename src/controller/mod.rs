@@ -39,7 +39,7 @@ use crate::k8s::{
     CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, scoped_api,
 };
 use crate::metrics::{Kind, Metrics, Operation};
-use crate::probe::{Engine, Unresolved, probe_targets};
+use crate::probe::{Engine, ProbedAddress, Unresolved, probe_targets};
 use crate::resource::{API_VERSION, ExternalService, ExternalServiceStatus, KIND};
 
 pub use addresses::{Health, PublishedAddress};
@@ -340,7 +340,14 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
     // The probe engine learns the targets first, so that the readiness read next already
     // counts a new address with checks as not ready.
     let addresses = publish(&spec, &resolutions, &Health::new()).addresses;
-    let targets = probe_targets(&spec, addresses.iter().map(|a| (a.ip, &a.ports)));
+    let targets = probe_targets(
+        &spec,
+        addresses.iter().map(|a| ProbedAddress {
+            ip: a.ip,
+            resolved_from: a.resolved_from.as_ref(),
+            ports: &a.ports,
+        }),
+    );
     let ips = addresses.iter().map(|a| a.ip).collect();
     context.engine.set_targets(
         &key,

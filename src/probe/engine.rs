@@ -131,9 +131,15 @@ impl Engine {
     }
 
     /// Sets the addresses and targets of a service. Unchanged targets keep their state and
-    /// timing. New ones start unknown and wait `initialDelaySeconds`, except the first
-    /// time this engine meets the service, when they start from `seed` (the readiness
-    /// last published, so a restart or a change of leader does not flap) without delay.
+    /// timing. A check whose definition changed (a threshold, a header, the path) keeps
+    /// its state on each address and is probed anew under the new definition at once, so
+    /// that editing a check is not an outage. New targets start unknown and wait
+    /// `initialDelaySeconds`, except:
+    /// - the first time this engine meets the service, when they start from `seed` (the
+    ///   readiness last published, so a restart or a change of leader does not flap)
+    ///   without delay;
+    /// - a new IP of a DNS name (a rotation), whose check starts ready without delay when
+    ///   the same check was ready on another IP of that name: the benefit its name had.
     pub fn set_targets(
         &self,
         key: &ServiceKey,
@@ -152,6 +158,26 @@ impl Engine {
                 .into_iter()
                 .map(|t| ((t.ip, t.check.name.to_string()), t))
                 .collect();
+            // Checks ready on some IP of a name, before this change: (name, check).
+            let ready_by_name: HashSet<(&str, &str)> = service
+                .checks
+                .values()
+                .filter(|tracked| tracked.state.state == HealthState::Ready)
+                .filter_map(|tracked| {
+                    let name = tracked.target.resolved_from.as_ref()?;
+                    Some((name.as_ref(), tracked.target.check.name.as_ref()))
+                })
+                .collect();
+            let mut carried: BTreeMap<(IpAddr, String), CheckState> = BTreeMap::new();
+            let mut new_by_name: Vec<(IpAddr, String)> = Vec::new();
+            for (identity, target) in &wanted {
+                let benefit = target.resolved_from.as_ref().is_some_and(|name| {
+                    ready_by_name.contains(&(name.as_ref(), target.check.name.as_ref()))
+                });
+                if benefit && !service.checks.contains_key(identity) {
+                    new_by_name.push(identity.clone());
+                }
+            }
             service
                 .checks
                 .retain(|identity, tracked| match wanted.get(identity) {
@@ -159,7 +185,10 @@ impl Engine {
                         wanted.remove(identity);
                         true
                     }
-                    _ => {
+                    changed => {
+                        if changed.is_some() {
+                            carried.insert(identity.clone(), tracked.state.carried());
+                        }
                         ops.push(Schedule::Remove { id: tracked.id });
                         false
                     }
@@ -167,13 +196,18 @@ impl Engine {
             for (identity, target) in wanted {
                 let seeded = first_sighting
                     .then(|| seed.get(&target.ip).copied())
-                    .flatten();
+                    .flatten()
+                    .or_else(|| new_by_name.contains(&identity).then_some(true));
+                let state = match carried.remove(&identity) {
+                    Some(state) => state,
+                    None => CheckState::new(seeded),
+                };
                 let id = self
                     .shared
                     .next_id
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let timing = target.check.timing;
-                let delay = if seeded.is_some() {
+                let delay = if state.state != HealthState::Unknown {
                     Duration::ZERO
                 } else {
                     timing.initial_delay()
@@ -186,14 +220,9 @@ impl Engine {
                     target: target.clone(),
                     first: now + delay + jitter,
                 });
-                service.checks.insert(
-                    identity,
-                    Tracked {
-                        id,
-                        target,
-                        state: CheckState::new(seeded),
-                    },
-                );
+                service
+                    .checks
+                    .insert(identity, Tracked { id, target, state });
             }
             service.addresses = addresses;
             if readiness_of(service) != before || !ops.is_empty() {

@@ -12,4 +12,4 @@ mod target;
 pub use check::Tls;
 pub use engine::{DEFAULT_MAX_IN_FLIGHT, Engine, Unresolved};
 pub use publisher::publish;
-pub use target::{ProbeTarget, probe_targets};
+pub use target::{ProbeTarget, ProbedAddress, probe_targets};

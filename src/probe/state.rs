@@ -48,6 +48,16 @@ impl CheckState {
         }
     }
 
+    /// The state to keep when the check's definition changes: its readiness and last
+    /// result, with the consecutive counts started afresh under the new thresholds.
+    pub fn carried(&self) -> Self {
+        Self {
+            consecutive_successes: 0,
+            consecutive_failures: 0,
+            ..self.clone()
+        }
+    }
+
     /// Counts `outcome`. Not ready becomes ready after `success_threshold` successes in a
     /// row; ready becomes not ready after `failure_threshold` failures in a row; unknown
     /// becomes not ready at the first failure (it never was ready).

@@ -4,14 +4,23 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::domain::{CheckPort, HealthCheck, PortName, ServiceSpec};
+use crate::domain::{CheckPort, DnsSubdomain, HealthCheck, PortName, ServiceSpec};
 
 /// One check on one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeTarget {
     pub ip: IpAddr,
+    /// The DNS name the address was resolved from, if any.
+    pub resolved_from: Option<DnsSubdomain>,
     pub port: u16,
     pub check: Arc<HealthCheck>,
+}
+
+/// An address to probe: its IP, the DNS name it came from, and the ports it serves.
+pub struct ProbedAddress<'a> {
+    pub ip: IpAddr,
+    pub resolved_from: Option<&'a DnsSubdomain>,
+    pub ports: &'a BTreeSet<PortName>,
 }
 
 /// The targets of a service. A check on a declared port runs on the addresses serving
@@ -19,7 +28,7 @@ pub struct ProbeTarget {
 /// runs on every address.
 pub fn probe_targets<'a>(
     spec: &ServiceSpec,
-    addresses: impl IntoIterator<Item = (IpAddr, &'a BTreeSet<PortName>)>,
+    addresses: impl IntoIterator<Item = ProbedAddress<'a>>,
 ) -> Vec<ProbeTarget> {
     let checks: Vec<Arc<HealthCheck>> =
         spec.health_checks().iter().cloned().map(Arc::new).collect();
@@ -31,11 +40,12 @@ pub fn probe_targets<'a>(
         },
     };
     let mut targets = Vec::new();
-    for (ip, ports) in addresses {
+    for address in addresses {
         for check in &checks {
-            if serves(ports, check) {
+            if serves(address.ports, check) {
                 targets.push(ProbeTarget {
-                    ip,
+                    ip: address.ip,
+                    resolved_from: address.resolved_from.cloned(),
                     port: check.probe.port().number().get(),
                     check: check.clone(),
                 });
@@ -67,10 +77,12 @@ mod tests {
         let spec = ServiceSpec::parse(&wire).unwrap();
         let all: BTreeSet<PortName> = spec.ports().iter().map(|p| p.name.clone()).collect();
         let metrics: BTreeSet<PortName> = [PortName::parse("metrics").unwrap()].into();
-        let addresses = [
-            ("192.0.2.1".parse().unwrap(), &all),
-            ("192.0.2.2".parse().unwrap(), &metrics),
-        ];
+        let address = |ip: &str, ports| ProbedAddress {
+            ip: ip.parse().unwrap(),
+            resolved_from: None,
+            ports,
+        };
+        let addresses = [address("192.0.2.1", &all), address("192.0.2.2", &metrics)];
 
         let targets: Vec<_> = probe_targets(&spec, addresses)
             .into_iter()

@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use extsvc::domain::{DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
-use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Engine, ProbeTarget, Tls, probe_targets};
+use extsvc::probe::{
+    DEFAULT_MAX_IN_FLIGHT, Engine, ProbeTarget, ProbedAddress, Tls, probe_targets,
+};
 use extsvc::resource::{CheckHealth, ExternalServiceSpec, ServiceHealth};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -57,7 +59,12 @@ pub fn targets(ip: IpAddr, web_port: u16, checks: Vec<Value>) -> Vec<ProbeTarget
     .expect("spec JSON");
     let spec = ServiceSpec::parse(&wire).expect("valid spec");
     let ports: BTreeSet<PortName> = spec.ports().iter().map(|p| p.name.clone()).collect();
-    probe_targets(&spec, [(ip, &ports)])
+    let address = ProbedAddress {
+        ip,
+        resolved_from: None,
+        ports: &ports,
+    };
+    probe_targets(&spec, [address])
 }
 
 /// The readiness map of a service whose one address is `LOCALHOST`; also its seed.

@@ -2,8 +2,10 @@
 //! the period, and no more probes run at once than allowed.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use extsvc::domain::DnsSubdomain;
 use extsvc::probe::Tls;
 use extsvc::resource::HealthState;
 use serde_json::json;
@@ -93,6 +95,89 @@ async fn changing_targets_keeps_unchanged_checks_running_without_a_reset() {
             "a started once: {transitions:?}"
         );
         assert!(transitions.contains(&"c".to_owned()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn editing_a_check_keeps_its_state_and_probes_the_new_definition_at_once() {
+    within(40, async {
+        let server = HttpServer::start(200).await;
+        let probing = Probing::start();
+        let svc = key("edited");
+        let check = |path: &str, failures: u32| {
+            json!({"name": "web", "failureThreshold": failures, "http": {"port": "web", "path": path}})
+        };
+        probing.watch_local(&svc, server.port, [check("/old", 1)]);
+        probing
+            .until_check(&svc, LOCALHOST, "web", "ready", |c| {
+                c.state == HealthState::Ready
+            })
+            .await;
+
+        // A new path and threshold: the same check, so the address stays ready.
+        probing.watch_local(&svc, server.port, [check("/new", 2)]);
+        assert_eq!(probing.engine.readiness(&svc), local(true));
+        eventually("a probe under the new definition", || {
+            server.requests().iter().any(|r| r.target() == "/new")
+        })
+        .await;
+        assert_eq!(probing.engine.readiness(&svc), local(true));
+
+        // And the new threshold counts from the edit: two failures, not one.
+        server.set_status(503);
+        let down = probing
+            .until_check(&svc, LOCALHOST, "web", "not ready", |c| {
+                c.state == HealthState::NotReady
+            })
+            .await;
+        assert_eq!(down.consecutive_failures, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_address_of_a_name_starts_with_the_readiness_its_name_had() {
+    within(40, async {
+        let server = HttpServer::start(200).await;
+        let probing = Probing::start();
+        let svc = key("rotated");
+        let check = || vec![fast(json!({"name": "web", "http": {"port": "web"}}))];
+        let from = |ip: IpAddr, name: &str| {
+            let name = DnsSubdomain::parse(name).expect("a DNS name");
+            let mut targets = targets(ip, server.port, check());
+            for target in &mut targets {
+                target.resolved_from = Some(name.clone());
+            }
+            targets
+        };
+        probing.watch(&svc, LOCALHOST, from(LOCALHOST, "db.example.com"));
+        probing
+            .until_check(&svc, LOCALHOST, "web", "ready", |c| {
+                c.state == HealthState::Ready
+            })
+            .await;
+
+        // The name now resolves to another IP (nothing listens there); a second name
+        // appears too, with no history.
+        let rotated: IpAddr = "127.0.0.2".parse().expect("an IP");
+        let other: IpAddr = "127.0.0.3".parse().expect("an IP");
+        let mut wanted = from(rotated, "db.example.com");
+        wanted.extend(from(other, "other.example.com"));
+        probing
+            .engine
+            .set_targets(&svc, vec![rotated, other], wanted, &BTreeMap::new());
+        assert_eq!(
+            probing.engine.readiness(&svc),
+            BTreeMap::from([(rotated, true), (other, false)])
+        );
+
+        // A head start only: its own probes decide from then on.
+        probing
+            .until_check(&svc, rotated, "web", "refused", |c| {
+                c.state == HealthState::NotReady
+            })
+            .await;
     })
     .await;
 }
