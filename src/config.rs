@@ -38,8 +38,9 @@ pub struct Settings {
     /// Address of the HTTP server; port 0 picks a free port.
     #[arg(long, env = "EXTSVC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// PostgreSQL URL; migrations are applied at start.
-    #[arg(long, env = "DATABASE_URL")]
+    /// PostgreSQL URL; migrations are applied at start. Without `sslmode` in the URL,
+    /// `sslmode=require` (a TLS connection, or none).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
     /// Database connections for the API, shared among its workers (default: two per
     /// worker; more only adds queueing inside PostgreSQL on a small machine).
@@ -76,4 +77,21 @@ pub struct KubernetesSettings {
     /// This replica's name in the election (default: host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+
+    use super::*;
+
+    #[test]
+    fn help_never_prints_the_database_url_from_the_environment() {
+        let command = Settings::augment_args(Command::new("serve"));
+        let url = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "database_url")
+            .expect("a database_url argument");
+        assert!(url.is_hide_env_values_set());
+    }
 }

@@ -10,7 +10,7 @@ pub use services::{ListQuery, Precondition, Stored, StoredService, WriteOutcome}
 use std::str::FromStr;
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -58,14 +58,19 @@ pub struct Database {
 
 impl Database {
     pub fn new(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        let mut options = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        let said = names_ssl_mode(url) || std::env::var_os("PGSSLMODE").is_some();
+        if !said && !is_local(options.get_host()) {
+            options = options.ssl_mode(PgSslMode::Require);
+        }
         Ok(Self {
             options,
             max_connections,
         })
     }
 
-    /// Applies pending migrations, on a connection of its own.
+    /// Applies pending migrations, on a connection of its own and without the time
+    /// limits of [`Database::store`] (building an index on a large table takes long).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let pool = self
             .pool(1)
@@ -89,8 +94,19 @@ impl Database {
                 .pool(share)
                 // Opened in the background now rather than during the first burst.
                 .min_connections(share)
-                .connect_lazy_with(self.options.clone()),
+                .connect_lazy_with(self.bounded_options()),
         }
+    }
+
+    /// Every statement, lock wait and idle transaction is bounded, so that a stuck query
+    /// or a row lock held elsewhere fails its request (503, try again) instead of holding
+    /// a connection and the caller indefinitely.
+    fn bounded_options(&self) -> PgConnectOptions {
+        self.options.clone().options([
+            ("statement_timeout", "30s"),
+            ("lock_timeout", "5s"),
+            ("idle_in_transaction_session_timeout", "60s"),
+        ])
     }
 
     fn pool(&self, max_connections: u32) -> PgPoolOptions {
@@ -107,6 +123,26 @@ impl Database {
     }
 }
 
+/// Whether `url` says which TLS mode to use (`sslmode` or sqlx's `ssl-mode`).
+fn names_ssl_mode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.starts_with("sslmode=") || pair.starts_with("ssl-mode="))
+    })
+}
+
+/// A Unix socket directory or a loopback host: nothing on the way for TLS to protect.
+fn is_local(host: &str) -> bool {
+    host.starts_with('/')
+        || host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The database, seen through one connection pool.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -121,5 +157,34 @@ impl Store {
             .await
             .map(drop)
             .map_err(StoreError::Ping)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_required_unless_the_url_says_otherwise_or_the_database_is_local() {
+        let mode = |url: &str| Database::new(url, 1).map(|db| db.options.get_ssl_mode());
+        assert!(matches!(
+            mode("postgres://u:p@db.example.com/extsvc"),
+            Ok(PgSslMode::Require)
+        ));
+        assert!(matches!(
+            mode("postgres://u:p@db.example.com/extsvc?sslmode=verify-full"),
+            Ok(PgSslMode::VerifyFull)
+        ));
+        assert!(matches!(
+            mode("postgres://u:p@db.example.com/extsvc?sslmode=disable"),
+            Ok(PgSslMode::Disable)
+        ));
+        for local in [
+            "postgres://u@127.0.0.1:5432/extsvc",
+            "postgres://u@localhost/extsvc",
+            "postgres://u@[::1]:5432/extsvc",
+        ] {
+            assert!(!matches!(mode(local), Ok(PgSslMode::Require)), "{local}");
+        }
     }
 }

@@ -7,6 +7,8 @@ use extsvc::startup::Application;
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The app's own database, for tests that act on it behind the API's back.
+    pub database_url: String,
 }
 
 /// Starts the application on a free port against a fresh database.
@@ -21,7 +23,7 @@ pub async fn spawn_app() -> TestApp {
     let database_url = crate::postgres::fresh_database().await;
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: Secret::new(database_url),
+        database_url: Secret::new(database_url.clone()),
         database_max_connections: Some(4),
         workers: Some(1),
         kubernetes: KubernetesSettings {
@@ -37,6 +39,7 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
+        database_url,
     }
 }
 

@@ -7,6 +7,7 @@ mod postgres;
 mod helpers;
 
 mod cli;
+mod database;
 mod documents;
 mod health;
 mod legacy;
