@@ -2,9 +2,11 @@
 //! configured, on the elected leader only), runs them, and stops them gracefully.
 
 use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use futures::FutureExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use tokio::task::JoinHandle;
@@ -68,6 +70,7 @@ impl Application {
             })?;
         let port = listener.local_addr().map_err(StartupError::Serve)?.port();
         let metrics = Metrics::default();
+        let liveness = api::Liveness::default();
 
         let kubernetes = match kube_client(&settings.kubernetes).await? {
             Some(client) => {
@@ -82,6 +85,7 @@ impl Application {
                     database.store(4),
                     metrics.clone(),
                     &settings.kubernetes,
+                    liveness.clone(),
                     shutdown.clone(),
                 );
                 Some((shutdown, roles))
@@ -91,10 +95,12 @@ impl Application {
 
         let share = database.max_connections().div_ceil(workers as u32);
         let api_metrics = web::Data::new(metrics);
+        let liveness = web::Data::new(liveness);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(database.store(share)))
                 .app_data(api_metrics.clone())
+                .app_data(liveness.clone())
                 .configure(api::configure)
                 .default_service(web::to(api::no_route))
         })
@@ -185,13 +191,15 @@ async fn install_crd(
 }
 
 /// Runs the mirror, the controller and the probe engine on whichever replica holds the
-/// Lease.
+/// Lease. Any of them, or the election, ending before `shutdown` (or panicking) fails
+/// `liveness`.
 fn spawn_leader_roles(
     tls: Tls,
     client: kube::Client,
     store: Store,
     metrics: Metrics,
     settings: &KubernetesSettings,
+    liveness: api::Liveness,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let identity = settings.identity.clone().unwrap_or_else(default_identity);
@@ -201,13 +209,16 @@ fn spawn_leader_roles(
         namespace: settings.watch_namespace.clone(),
         ..controller::Settings::default()
     };
-    tokio::spawn(async move {
+    let roles_liveness = liveness.clone();
+    let on_panic = liveness.clone();
+    let election = async move {
         let elected = run_as_leader(client.clone(), lease, shutdown, |leading| {
-            let (client, store, metrics, settings) = (
+            let (client, store, metrics, settings, liveness) = (
                 client.clone(),
                 store.clone(),
                 metrics.clone(),
                 controller_settings.clone(),
+                roles_liveness.clone(),
             );
             let namespace = settings.namespace.clone();
             let tls = tls.clone();
@@ -224,6 +235,15 @@ fn spawn_leader_roles(
                         return;
                     }
                 };
+                // Each runs until the term ends; one that stops before has failed.
+                let until_term_ends = |role: &'static str| {
+                    let (leading, liveness) = (leading.clone(), liveness.clone());
+                    move |()| {
+                        if !leading.is_cancelled() {
+                            liveness.fail(format!("the {role} stopped while leading"));
+                        }
+                    }
+                };
                 tokio::join!(
                     mirror::run(
                         store.clone(),
@@ -231,7 +251,8 @@ fn spawn_leader_roles(
                         namespace,
                         metrics.clone(),
                         leading.clone()
-                    ),
+                    )
+                    .map(until_term_ends("mirror")),
                     controller::run(
                         client,
                         settings,
@@ -239,15 +260,26 @@ fn spawn_leader_roles(
                         woken,
                         metrics.clone(),
                         leading.clone()
-                    ),
-                    probe::publish(engine, store, leading),
+                    )
+                    .map(until_term_ends("controller")),
+                    probe::publish(engine, store, leading.clone())
+                        .map(until_term_ends("health publisher")),
                 );
                 metrics.forget_services();
             }
         })
         .await;
         if let Err(error) = elected {
-            tracing::error!(error = %crate::telemetry::chain(&error), "leader election gave up; the mirror and controller do not run here");
+            let error = crate::telemetry::chain(&error);
+            liveness.fail(format!(
+                "leader election gave up, so the mirror and controller cannot run here: {error}"
+            ));
+        }
+    };
+    tokio::spawn(async move {
+        // A panic in any role unwinds to here: the process must not stay up without it.
+        if AssertUnwindSafe(election).catch_unwind().await.is_err() {
+            on_panic.fail("a Kubernetes role panicked");
         }
     })
 }

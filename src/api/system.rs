@@ -1,5 +1,7 @@
 //! For whoever runs the server: `/healthz`, `/readyz` and `/metrics`.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use actix_web::{HttpResponse, web};
 
 use crate::metrics::Metrics;
@@ -13,10 +15,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
-/// The process is up
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Up")))]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
+/// Whether the process still does all it should: a role that must run until shutdown
+/// (leader election, and on the leader the mirror, the controller and the health
+/// publisher) that ends or panics marks it failed, and `/healthz` then answers 503 so
+/// that the kubelet restarts the pod rather than leaving it up and idle.
+#[derive(Clone, Debug, Default)]
+pub struct Liveness(Arc<Mutex<Option<String>>>);
+
+impl Liveness {
+    /// Marks the process failed; the first reason stays.
+    pub fn fail(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::error!(%reason, "a role stopped; /healthz now fails");
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The process is up and every role it started still runs
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    responses(
+        (status = 200, description = "Up", content_type = "text/plain"),
+        (status = 503, description = "A role stopped; the reason", content_type = "text/plain"),
+    )
+)]
+pub async fn healthz(liveness: web::Data<Liveness>) -> HttpResponse {
+    match liveness.failure() {
+        None => HttpResponse::Ok().content_type("text/plain").body("ok"),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(reason),
+    }
 }
 
 /// The process can serve: the database answers

@@ -321,6 +321,7 @@ impl Election {
             Timestamp::now(),
         );
         let params = PostParams::default();
+        let creating = current.is_none();
         let written = match current {
             None => {
                 let lease = Lease {
@@ -344,8 +345,13 @@ impl Election {
         match written {
             Ok(lease) => Ok(Some(Held { lease, renewed_at })),
             // 409: another write came first (Conflict, or AlreadyExists on create).
-            // 404: the Lease was deleted since we read it.
-            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(None),
+            // 404 on a replace: the Lease was deleted since we read it. (On a create it
+            // means the namespace does not exist, which no retry mends.)
+            Err(kube::Error::Api(status))
+                if status.code == 409 || (status.code == 404 && !creating) =>
+            {
+                Ok(None)
+            }
             Err(error) => Err(error),
         }
     }
