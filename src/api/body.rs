@@ -14,6 +14,10 @@ use super::ApiError;
 
 /// Bodies above this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The whole body must arrive within this, however it trickles in (slowloris).
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most reserved up front for a declared `Content-Length`; more grows as it arrives.
+const MAX_PREALLOCATED: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -86,14 +90,22 @@ pub async fn read_document(
     if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
         return Err(too_large);
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::ReadBody)?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large);
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(4096).min(MAX_PREALLOCATED));
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| ApiError::ReadBody)?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(())
+    };
+    tokio::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout {
+            seconds: BODY_READ_TIMEOUT.as_secs(),
+        })??;
 
     let value: serde_json::Value = match format {
         Format::Json => serde_json::from_slice(&body).map_err(|e| ApiError::MalformedBody {

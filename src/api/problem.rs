@@ -56,6 +56,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("the body could not be read")]
     ReadBody,
+    #[error("the body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error("the content type must be application/json or application/yaml")]
     UnsupportedMediaType,
     #[error(transparent)]
@@ -109,6 +111,7 @@ impl ApiError {
             Self::MalformedBody { .. } => ("malformed-body", "The body is not well-formed"),
             Self::BodyTooLarge { .. } => ("body-too-large", "The body is too large"),
             Self::ReadBody => ("unreadable-body", "The body could not be read"),
+            Self::BodyTimeout { .. } => ("body-timeout", "The body arrived too slowly"),
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::Invalid(_) => ("invalid-document", "The document is not valid"),
             Self::BadParameter { .. } => ("invalid-parameter", "A parameter is not valid"),
@@ -169,6 +172,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,

@@ -1,5 +1,6 @@
 //! Bad input: a clear problem+json naming each bad field, and nothing written.
 
+use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -277,6 +278,28 @@ async fn a_body_over_1_mib_is_413() {
         .await
         .unwrap();
     problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_nothing_stored(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_408_after_ten_seconds() {
+    let app = spawn_app().await;
+    // Announces 1,000 bytes, sends the start of a document, then stalls (slowloris): a
+    // stream that never ends. The client waits far longer than the server should.
+    let start: Result<Vec<u8>, std::io::Error> = Ok(b"{\"metadata\": ".to_vec());
+    let stalled = futures::stream::iter([start]).chain(futures::stream::pending());
+    let response = app
+        .client
+        .post(app.collection("ns"))
+        .header("content-type", "application/json")
+        .header("content-length", "1000")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .expect("an answer before the client gives up");
+    let problem = problem(response, StatusCode::REQUEST_TIMEOUT).await;
+    assert_eq!(problem["type"], "https://extsvc.dev/problems/body-timeout");
     assert_nothing_stored(&app).await;
 }
 
