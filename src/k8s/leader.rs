@@ -32,7 +32,8 @@ pub struct LeaseSettings {
     pub lease_duration: Duration,
     /// How often the leader renews. Must be well below `lease_duration`: a leader that
     /// cannot renew stops leading one `renew_interval` before its Lease could expire, so
-    /// that its work has that long to stop before a successor may start.
+    /// that its work has that long to stop before a successor may start; work still
+    /// running then is dropped. The same bound applies on shutdown.
     pub renew_interval: Duration,
     /// How often a candidate tries to take the Lease, and a leader retries a renewal.
     pub retry_interval: Duration,
@@ -166,8 +167,12 @@ impl Election {
                 ending = self.keep_renewing(&mut held, &shutdown) => ending,
             };
             token.cancel();
-            if !matches!(ending, Ending::WorkEnded) {
-                work.await;
+            // Past `renew_interval` the Lease may expire and a successor start: work that
+            // has not stopped by then is dropped (aborted) rather than awaited.
+            if !matches!(ending, Ending::WorkEnded)
+                && timeout(self.settings.renew_interval, work).await.is_err()
+            {
+                tracing::warn!("the leader's work did not stop in time; abandoned it");
             }
             // The work may have ended because shutdown cancelled its token.
             if shutdown.is_cancelled() {
@@ -360,8 +365,9 @@ impl Election {
     /// the Lease at its next try. Failing that, the Lease expires by itself, so a failure
     /// is only logged.
     async fn release(&self, lease: Lease) {
-        // Once a lease duration has passed the Lease has expired anyway.
-        match timeout(self.settings.lease_duration, self.clear_holder(lease)).await {
+        // One try's worth: the Lease expires by itself anyway, and shutdown must fit the
+        // pod's grace period.
+        match timeout(self.settings.retry_interval, self.clear_holder(lease)).await {
             Ok(Ok(true)) => tracing::info!("released the lease"),
             Ok(Ok(false)) => tracing::debug!("the lease is no longer ours to release"),
             Ok(Err(error)) => {

@@ -353,13 +353,23 @@ fn the_deployment_runs_serve_with_what_the_binary_reads() {
 
     let pod = spec.template.spec.expect("a pod spec");
     assert_eq!(pod.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));
-    assert!(
-        pod.termination_grace_period_seconds
-            .is_some_and(|s| (15..=60).contains(&s))
-    );
     let pod_security = pod.security_context.expect("a pod securityContext");
     assert_eq!(pod_security.run_as_non_root, Some(true));
     let [container]: [Container; 1] = pod.containers.try_into().expect("one container");
+    // preStop, then the API's 10 s drain, the leader work's 5 s and its 2 s release.
+    let pre_stop = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|p| p.sleep.as_ref())
+        .map(|s| s.seconds)
+        .expect("a preStop sleep, so endpoints drop the pod before it stops serving");
+    assert!((3..=10).contains(&pre_stop));
+    assert!(
+        pod.termination_grace_period_seconds
+            .is_some_and(|s| s >= pre_stop + 10 + 5 + 2 + 5 && s <= 60),
+        "the grace period holds the whole shutdown with a margin"
+    );
     assert_eq!(container.args.as_deref(), Some(&["serve".to_owned()][..]));
     assert!(container.image.is_some_and(|i| !i.is_empty()));
 

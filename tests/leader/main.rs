@@ -279,6 +279,48 @@ async fn a_leader_releases_the_lease_after_a_renewal_whose_answer_it_never_saw()
 }
 
 #[tokio::test]
+async fn work_that_ignores_the_end_of_its_term_is_dropped_and_the_lease_released() {
+    let contest = Contest::new(controlplane::shared().await).await;
+    let leaders = Arc::new(Leaders::default());
+    let leading = Arc::new(AtomicBool::new(false));
+    let shutdown = CancellationToken::new();
+    // Never looks at its token: only dropping it ends the term.
+    let lead = {
+        let (leaders, leading) = (leaders.clone(), leading.clone());
+        move |_token: CancellationToken| {
+            let term = Term::start(leaders.clone(), leading.clone());
+            async move {
+                let _term = term;
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let task = tokio::spawn(run_as_leader(
+        contest.client.clone(),
+        contest.settings("stubborn"),
+        shutdown.clone(),
+        lead,
+    ));
+    wait_until("the stubborn replica leads", || {
+        leading.load(Ordering::SeqCst)
+    })
+    .await;
+
+    shutdown.cancel();
+    let result = timeout(WAIT, task)
+        .await
+        .expect("run_as_leader returns although its work never stops")
+        .expect("the candidate task does not panic");
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!leading.load(Ordering::SeqCst), "the work was dropped");
+    assert_eq!(
+        holder(&contest.lease().await),
+        None,
+        "and the lease released"
+    );
+}
+
+#[tokio::test]
 async fn a_crashed_leader_is_replaced_after_the_lease_expires() {
     let contest = Contest::new(controlplane::shared().await).await;
     // Let replica-a renew a few times first, so that the expiry is measured from a renewal.
