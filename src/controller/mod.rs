@@ -52,7 +52,7 @@ use ingress::desired_ingress;
 use owner::Owner;
 use resolver::Resolver;
 use service::desired_service;
-use status::{Outcome, desired_status, invalid_status, readiness_changes};
+use status::{Outcome, desired_status, invalid_status, readiness_changes, readiness_event};
 
 /// How the controller behaves.
 #[derive(Debug, Clone)]
@@ -115,6 +115,8 @@ struct Context {
     /// The status last written per resource uid: the watch that reports our own write
     /// may lag behind a reconcile, which must not write the same status twice.
     written: Mutex<HashMap<String, ExternalServiceStatus>>,
+    /// Reconciles failed in a row, per resource uid, for the retry backoff.
+    failures: Mutex<HashMap<String, u32>>,
     recorder: Recorder,
     caches: Caches,
     resolver: Resolver,
@@ -153,6 +155,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         engine: engine.clone(),
         written: Mutex::default(),
+        failures: Mutex::default(),
         caches: Caches {
             services,
             slices,
@@ -215,6 +218,9 @@ async fn forget_deleted(
         if let Ok(mut written) = context.written.lock() {
             written.retain(|uid, _| uids.contains(uid));
         }
+        if let Ok(mut failures) = context.failures.lock() {
+            failures.retain(|uid, _| uids.contains(uid));
+        }
     }
 }
 
@@ -270,13 +276,33 @@ where
     (store, stream)
 }
 
-fn error_policy(cr: Arc<ExternalService>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(cr: Arc<ExternalService>, error: &Error, context: Arc<Context>) -> Action {
+    let failures = match context.failures.lock() {
+        Ok(mut failures) => {
+            let count = failures.entry(cr.uid().unwrap_or_default()).or_default();
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    };
+    let delay = retry_delay(failures);
     tracing::warn!(
         service = %format!("{}/{}", cr.namespace().unwrap_or_default(), cr.name_any()),
         error = %crate::telemetry::chain(error),
+        failures,
+        retry_in = ?delay,
         "reconcile failed; retrying"
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(delay)
+}
+
+/// The wait before retrying after `failures` failed reconciles in a row: 5 s doubling up
+/// to 5 minutes, each within ±10% so that many failing services spread out.
+fn retry_delay(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+    let doubled = FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled.min(MAX).mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
 async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Action, Error> {
@@ -324,6 +350,7 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
                     .await;
             }
             timer.succeeded();
+            context.succeeded(&cr);
             return Ok(Action::await_change());
         }
     };
@@ -372,21 +399,13 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
     let status = desired_status(previous, generation, &spec, &published, &outcome, &now);
     let changes = readiness_changes(previous, &status);
     context.write_status(&cr, &owner, status).await?;
-    for (address, ready) in changes {
-        let (kind, reason) = if ready {
-            (EventType::Normal, "AddressReady")
+    if let Some((warning, note)) = readiness_event(&changes) {
+        let (kind, reason) = if warning {
+            (EventType::Warning, "AddressesNotReady")
         } else {
-            (EventType::Warning, "AddressNotReady")
+            (EventType::Normal, "AddressesReady")
         };
-        context
-            .event(
-                &cr,
-                kind,
-                reason,
-                "Probe",
-                format!("{address} is {}ready", if ready { "" } else { "not " }),
-            )
-            .await;
+        context.event(&cr, kind, reason, "Probe", note).await;
     }
     if let Err(error) = applied {
         context
@@ -401,6 +420,7 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         return Err(error.into());
     }
     timer.succeeded();
+    context.succeeded(&cr);
     Ok(if names.is_empty() {
         Action::await_change()
     } else {
@@ -409,6 +429,13 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
 }
 
 impl Context {
+    /// Forgets the failures of `cr`: its next failure starts the backoff afresh.
+    fn succeeded(&self, cr: &ExternalService) {
+        if let (Some(uid), Ok(mut failures)) = (cr.uid(), self.failures.lock()) {
+            failures.remove(&uid);
+        }
+    }
+
     /// Waits until every cache of children has its first full list. Gives up on shutdown:
     /// the controller stops polling the watches that fill them, and a graceful shutdown
     /// waits for running reconciles.
@@ -604,5 +631,27 @@ impl Context {
         if let Err(error) = self.recorder.publish(&event, &cr.object_ref(&())).await {
             tracing::warn!(error = %crate::telemetry::chain(&error), reason, "could not publish an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        let within = |failures: u32, seconds: f64| {
+            let delay = retry_delay(failures).as_secs_f64();
+            assert!(
+                (seconds * 0.9..=seconds * 1.1).contains(&delay),
+                "{failures} failures: {delay} s, not about {seconds} s"
+            );
+        };
+        within(1, 5.0);
+        within(2, 10.0);
+        within(3, 20.0);
+        within(6, 160.0);
+        within(7, 300.0);
+        within(u32::MAX, 300.0);
     }
 }

@@ -175,12 +175,67 @@ pub fn readiness_changes(
         .collect()
 }
 
+/// The addresses an Event names one by one; the rest are counted.
+const EVENT_ADDRESSES: usize = 10;
+
+/// One Event for all the readiness changes of a reconcile, however many addresses flip:
+/// whether any went not ready (a warning), and which, e.g. `not ready: 192.0.2.1;
+/// ready: 192.0.2.2 and 3 more`.
+pub fn readiness_event(changes: &[(String, bool)]) -> Option<(bool, String)> {
+    if changes.is_empty() {
+        return None;
+    }
+    let list = |ready: bool| {
+        let addresses: Vec<&str> = changes
+            .iter()
+            .filter(|(_, r)| *r == ready)
+            .map(|(address, _)| address.as_str())
+            .collect();
+        let named = addresses.len().min(EVENT_ADDRESSES);
+        let mut text = addresses[..named].join(", ");
+        if addresses.len() > named {
+            text.push_str(&format!(" and {} more", addresses.len() - named));
+        }
+        (!addresses.is_empty()).then(|| {
+            let state = if ready { "ready" } else { "not ready" };
+            format!("{state}: {text}")
+        })
+    };
+    let lost = list(false);
+    let warning = lost.is_some();
+    let note = [lost, list(true)]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some((warning, note))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::addresses::{Health, Resolutions, publish};
     use crate::controller::fixtures::spec;
     use serde_json::json;
+
+    #[test]
+    fn many_flips_make_one_event() {
+        assert_eq!(readiness_event(&[]), None);
+        assert_eq!(
+            readiness_event(&[("192.0.2.1".to_owned(), true)]),
+            Some((false, "ready: 192.0.2.1".to_owned()))
+        );
+        let mut changes: Vec<(String, bool)> =
+            (1..=25).map(|i| (format!("192.0.2.{i}"), false)).collect();
+        changes.push(("2001:db8::1".to_owned(), true));
+        let (warning, note) = readiness_event(&changes).unwrap();
+        assert!(warning);
+        assert_eq!(
+            note,
+            "not ready: 192.0.2.1, 192.0.2.2, 192.0.2.3, 192.0.2.4, 192.0.2.5, 192.0.2.6, \
+             192.0.2.7, 192.0.2.8, 192.0.2.9, 192.0.2.10 and 15 more; ready: 2001:db8::1"
+        );
+    }
 
     fn status_with(
         health: &Health,
