@@ -229,7 +229,14 @@ impl Mirror {
                 .forget_change(&change)
                 .await
                 .map_err(MirrorError::from),
-            Err(error) => Err(error),
+            Err(error) => {
+                // Out of the way of the changes behind it, until its turn comes again.
+                let message = crate::telemetry::chain(&error);
+                if let Err(error) = self.store.postpone_change(&change, &message).await {
+                    log("postpone a change", &error);
+                }
+                Err(error)
+            }
         };
         result
             .map_err(|error| log("mirror a change", &error))

@@ -46,7 +46,9 @@ impl Store {
         Ok(listener)
     }
 
-    /// The names with pending outbox rows, oldest first, in one namespace or all.
+    /// The names with outbox rows due now, oldest first, in one namespace or all. A row
+    /// that failed waits until its `next_attempt_at`, so that rows which keep failing do
+    /// not fill every batch.
     pub async fn pending_changes(
         &self,
         namespace: Option<&str>,
@@ -56,7 +58,7 @@ impl Store {
             Change,
             r#"SELECT namespace, name, max(id) AS "last_id!"
                FROM (SELECT id, namespace, name FROM outbox
-                     WHERE $1::text IS NULL OR namespace = $1
+                     WHERE next_attempt_at <= now() AND ($1::text IS NULL OR namespace = $1)
                      ORDER BY id LIMIT $2) AS oldest
                GROUP BY namespace, name
                ORDER BY min(id)"#,
@@ -65,6 +67,27 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await
+        .map_err(StoreError::ReadOutbox)
+    }
+
+    /// Records that a change could not reach the cluster: its rows wait 5 s after the
+    /// first failure, doubling up to 10 minutes.
+    pub async fn postpone_change(&self, change: &Change, error: &str) -> Result<(), StoreError> {
+        sqlx::query!(
+            "UPDATE outbox
+             SET attempts = attempts + 1,
+                 next_attempt_at = now() + least(interval '5 seconds' * 2 ^ least(attempts, 20),
+                                                 interval '10 minutes'),
+                 last_error = $4
+             WHERE namespace = $1 AND name = $2 AND id <= $3",
+            change.namespace,
+            change.name,
+            change.last_id,
+            error
+        )
+        .execute(&self.pool)
+        .await
+        .map(drop)
         .map_err(StoreError::ReadOutbox)
     }
 

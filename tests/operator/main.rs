@@ -18,5 +18,6 @@ mod cluster_controllers;
 mod cluster_made;
 mod health;
 mod outage;
+mod outbox;
 mod repair;
 mod replicas;
