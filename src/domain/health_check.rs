@@ -27,6 +27,9 @@ const RESERVED_HEADERS: [&str; 10] = [
     "expect",
 ];
 const MAX_PATH_LEN: usize = 2048;
+/// A probe that hangs holds one of its service's turns this long at most (kubelet has no
+/// limit; a minute is far above any health endpoint worth the name).
+const MAX_TIMEOUT_SECONDS: i32 = 60;
 
 /// One check, run against every address that serves its port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +166,7 @@ impl HealthCheck {
         );
         let timeout = errors.check(
             &at.field("timeoutSeconds"),
-            in_range(check.timeout_seconds, 1, 3600),
+            in_range(check.timeout_seconds, 1, MAX_TIMEOUT_SECONDS),
         );
         let initial_delay = errors.check(
             &at.field("initialDelaySeconds"),

@@ -388,6 +388,15 @@ mod tests {
                 &["/spec/healthChecks/1/timeoutSeconds"],
             ),
             (
+                // Within periodSeconds, but a probe holds a turn a minute at most.
+                {
+                    let mut spec = with("/healthChecks/1/timeoutSeconds", json!(61));
+                    spec["healthChecks"][1]["periodSeconds"] = json!(600);
+                    spec
+                },
+                &["/spec/healthChecks/1/timeoutSeconds"],
+            ),
+            (
                 with("/healthChecks/1/periodSeconds", json!(0)),
                 &["/spec/healthChecks/1/periodSeconds"],
             ),

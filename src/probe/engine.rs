@@ -7,7 +7,7 @@
 //! alone; the engine itself never writes to Kubernetes.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -29,6 +29,10 @@ use super::target::ProbeTarget;
 
 /// Probes running at once, at most.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// The share of `max_in_flight` one service's probes may hold at once (an eighth): a
+/// service whose backends hang every probe until its timeout waits for its own turns and
+/// never takes the others'.
+const SERVICE_SHARE: usize = 8;
 
 /// A handle on the engine; cheap to clone.
 #[derive(Clone)]
@@ -116,6 +120,9 @@ impl Engine {
             shared: shared.clone(),
             tls,
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            per_service: max_in_flight.div_ceil(SERVICE_SHARE).max(1),
+            in_flight: HashMap::new(),
+            waiting: HashMap::new(),
             targets: HashMap::new(),
             due: BinaryHeap::new(),
             last_launch: Instant::now(),
@@ -414,6 +421,12 @@ struct Scheduler {
     shared: Arc<Shared>,
     tls: Tls,
     permits: Arc<Semaphore>,
+    /// Probes of one service running at once, at most.
+    per_service: usize,
+    in_flight: HashMap<ServiceKey, usize>,
+    /// Due targets of services at their `per_service` limit, launched as their own
+    /// probes finish.
+    waiting: HashMap<ServiceKey, VecDeque<u64>>,
     targets: HashMap<u64, (ServiceKey, ProbeTarget)>,
     due: BinaryHeap<Reverse<(Instant, u64)>>,
     /// When probes were last launched: launches are batched at most every
@@ -427,6 +440,7 @@ const LAUNCH_BATCH: Duration = Duration::from_millis(10);
 /// A finished probe, sent back by the task that ran it.
 struct Finished {
     id: u64,
+    key: ServiceKey,
     started: Instant,
     outcome: Outcome,
     class: Class,
@@ -472,20 +486,53 @@ impl Scheduler {
             if at > now {
                 return;
             }
-            let Some((_, target)) = self.targets.get(&id) else {
+            let Some((key, target)) = self.targets.get(&id) else {
                 self.due.pop();
                 continue;
             };
+            let running = self.in_flight.get(key).copied().unwrap_or(0);
+            if running >= self.per_service {
+                self.due.pop();
+                self.waiting.entry(key.clone()).or_default().push_back(id);
+                continue;
+            }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 return;
             };
             self.due.pop();
             self.last_launch = now;
-            spawn_probe(id, target.clone(), self.tls.clone(), permit, done.clone());
+            *self.in_flight.entry(key.clone()).or_default() += 1;
+            spawn_probe(
+                id,
+                key.clone(),
+                target.clone(),
+                self.tls.clone(),
+                permit,
+                done.clone(),
+            );
+        }
+    }
+
+    /// Frees the turn of `key`'s finished probe, and hands it to a waiting target.
+    fn release_turn(&mut self, key: &ServiceKey) {
+        if let Some(running) = self.in_flight.get_mut(key) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                self.in_flight.remove(key);
+            }
+        }
+        if let Some(waiting) = self.waiting.get_mut(key) {
+            if let Some(id) = waiting.pop_front() {
+                self.due.push(Reverse((Instant::now(), id)));
+            }
+            if waiting.is_empty() {
+                self.waiting.remove(key);
+            }
         }
     }
 
     fn record(&mut self, finished: Finished) {
+        self.release_turn(&finished.key);
         let Some((key, target)) = self.targets.get(&finished.id).cloned() else {
             return; // removed while it ran
         };
@@ -556,6 +603,7 @@ impl Scheduler {
 
 fn spawn_probe(
     id: u64,
+    key: ServiceKey,
     target: ProbeTarget,
     tls: Tls,
     permit: OwnedSemaphorePermit,
@@ -567,6 +615,7 @@ fn spawn_probe(
         drop(permit);
         let _ = done.send(Finished {
             id,
+            key,
             started,
             outcome,
             class,

@@ -127,10 +127,11 @@ pub struct HealthCheck {
     #[schema(default = 10, minimum = 1, maximum = 3600)]
     #[schemars(range(min = 1, max = 3600))]
     pub period_seconds: i32,
-    /// Seconds before a probe counts as failed; not above `periodSeconds`.
+    /// Seconds before a probe counts as failed; not above `periodSeconds`, at most 60 (a
+    /// probe holds one of its service's share of the probes that run at once).
     #[serde(default = "default_timeout_seconds")]
-    #[schema(default = 1, minimum = 1, maximum = 3600)]
-    #[schemars(range(min = 1, max = 3600))]
+    #[schema(default = 1, minimum = 1, maximum = 60)]
+    #[schemars(range(min = 1, max = 60))]
     pub timeout_seconds: i32,
     /// Seconds to wait before the first probe of a new address.
     #[serde(default)]

@@ -14,7 +14,7 @@ use crate::helpers::{
     LOCALHOST, PATIENCE, Probing, check_names, eventually, fast, find_check, key, local, targets,
     within,
 };
-use crate::servers::HttpServer;
+use crate::servers::{HangingServer, HttpServer};
 
 #[tokio::test]
 async fn changing_targets_keeps_unchanged_checks_running_without_a_reset() {
@@ -261,12 +261,15 @@ async fn no_more_probes_run_at_once_than_max_in_flight() {
         server.set_delay(Duration::from_millis(300));
         let tls = Tls::with_roots(rustls::RootCertStore::empty()).expect("TLS settings");
         let probing = Probing::with(tls, 2);
-        let svc = key("bounded");
-        let checks = (0..10).map(|i| {
-            let path = format!("/c{i}");
-            json!({"name": format!("c{i}"), "http": {"port": "web", "path": path}})
-        });
-        probing.watch_local(&svc, server.port, checks);
+        // Two services, as each may hold only its share (here one) of the two turns.
+        let services = [key("bounded-a"), key("bounded-b")];
+        for svc in &services {
+            let checks = (0..5).map(|i| {
+                let path = format!("/c{i}");
+                json!({"name": format!("c{i}"), "http": {"port": "web", "path": path}})
+            });
+            probing.watch_local(svc, server.port, checks);
+        }
 
         // Ten probes a second want in; two at a time of 300 ms let 6.7 through.
         eventually("fourteen probes", || server.request_count() >= 14).await;
@@ -275,13 +278,63 @@ async fn no_more_probes_run_at_once_than_max_in_flight() {
             2,
             "at most two at once, and the two are used"
         );
-        let report = probing.engine.report(&svc).expect("a report");
-        for check in &report.addresses[0].checks {
-            assert_eq!(
-                check.last_error, None,
-                "waiting for a turn does not count against the timeout: {check:?}"
-            );
+        for svc in &services {
+            let report = probing.engine.report(svc).expect("a report");
+            for check in &report.addresses[0].checks {
+                assert_eq!(
+                    check.last_error, None,
+                    "waiting for a turn does not count against the timeout: {check:?}"
+                );
+            }
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_service_whose_backends_hang_cannot_take_the_turns_of_the_others() {
+    within(40, async {
+        let tarpit = HangingServer::start().await;
+        let healthy = HttpServer::start(200).await;
+        let tls = Tls::with_roots(rustls::RootCertStore::empty()).expect("TLS settings");
+        // Sixteen turns, of which one service may hold two. The tarpit's sixteen checks
+        // each hang for the whole of their period: without a share they would hold all
+        // sixteen turns within a period, and keep them.
+        let probing = Probing::with(tls, 16);
+        let stuck = key("tarpit");
+        let checks = (0..16).map(|i| {
+            json!({"name": format!("c{i}"), "timeoutSeconds": 1, "periodSeconds": 1,
+                   "http": {"port": "web", "path": format!("/c{i}")}})
+        });
+        probing.watch(
+            &stuck,
+            LOCALHOST,
+            targets(LOCALHOST, tarpit.port, checks.collect()),
+        );
+        // Three periods' worth of its turns.
+        eventually("the tarpit holds its turns", || tarpit.accepted() >= 6).await;
+
+        let svc = key("beside-the-tarpit");
+        probing.watch_local(
+            &svc,
+            healthy.port,
+            [json!({"name": "up", "http": {"port": "web"}})],
+        );
+        probing
+            .until_check(
+                &svc,
+                LOCALHOST,
+                "up",
+                "probed while the tarpit hangs",
+                |c| c.state == HealthState::Ready,
+            )
+            .await;
+        // Two at once, and at most two more whose end the server had yet to notice.
+        assert!(
+            tarpit.max_open() <= 4,
+            "the tarpit got only its share, not {}",
+            tarpit.max_open()
+        );
     })
     .await;
 }

@@ -237,27 +237,43 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buffer: &mut Vec<u8>) -
 pub struct HangingServer {
     pub port: u16,
     accepted: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
 }
 
 impl HangingServer {
     pub async fn start() -> Self {
         let (listener, port) = bind_loopback().await;
         let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = accepted.clone();
+        let open = Arc::new(AtomicUsize::new(0));
+        let max_open = Arc::new(AtomicUsize::new(0));
+        let (counter, open_now, most) = (accepted.clone(), open.clone(), max_open.clone());
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
+                let now = open_now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let open_now = open_now.clone();
                 tokio::spawn(async move {
                     let mut sink = [0u8; 1024];
                     while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                    open_now.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        Self { port, accepted }
+        Self {
+            port,
+            accepted,
+            max_open,
+        }
     }
 
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections held open at once, at most so far.
+    pub fn max_open(&self) -> usize {
+        self.max_open.load(Ordering::SeqCst)
     }
 }
 
