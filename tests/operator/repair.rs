@@ -9,6 +9,9 @@ use crate::helpers::{
     TestOperator, eventually, existing, registration, slice_addresses, spawn_operator,
 };
 
+const SLICE_MANAGER: &str = "endpointslice.kubernetes.io/managed-by";
+const OUR_SLICES: &str = "controller.extsvc.dev";
+
 /// An operator with `billing-db` registered, and its three EndpointSlices.
 async fn registered() -> (TestOperator, Vec<EndpointSlice>) {
     let op = spawn_operator().await;
@@ -69,6 +72,9 @@ async fn fields_another_manager_adds_to_a_child_are_removed_then_nothing_is_writ
     let (op, slices) = registered().await;
     let before = slice_addresses(&slices);
     let slice = slices[0].name_any();
+    let endpoints = existing(&op.endpoints(), "the Endpoints", "billing-db")
+        .await
+        .subsets;
     let intruder = PatchParams::apply("intruder").force();
 
     // A selector would make the cluster's own controllers write Endpoints for this
@@ -101,16 +107,40 @@ async fn fields_another_manager_adds_to_a_child_are_removed_then_nothing_is_writ
         (spec.selector.is_none_or(|s| s.is_empty()) && ports == ["https", "metrics"]).then_some(())
     })
     .await;
-    eventually(30, "the slice without the extra endpoint", || async {
-        let slices = op.slices_of("billing-db").await;
-        (slice_addresses(&slices) == before).then_some(())
+    // While the selector was there, the cluster's own controllers wrote the Endpoints
+    // and made a slice of their own. The Endpoints are ours again once the selector is
+    // gone; the cluster's slice stays (its controller leaves the slices of a Service that
+    // lost its selector) and is not ours to delete, but it lists no endpoint.
+    eventually(30, "our slices without the extra endpoint", || async {
+        let (ours, theirs): (Vec<_>, Vec<_>) = op
+            .slices_of("billing-db")
+            .await
+            .into_iter()
+            .partition(|s| s.labels().get(SLICE_MANAGER) == Some(&OUR_SLICES.to_owned()));
+        let foreign_endpoints = theirs.iter().map(|s| s.endpoints.len()).sum::<usize>();
+        (ours.len() == 3 && slice_addresses(&ours) == before && foreign_endpoints == 0)
+            .then_some(())
+    })
+    .await;
+    eventually(30, "the Endpoints as they were", || async {
+        let now = op.endpoints().get("billing-db").await.ok()?.subsets;
+        (now == endpoints).then_some(())
     })
     .await;
 
-    // Repaired for good: the next reconciles find nothing to write.
+    // Repaired for good: a reconcile (woken by a label someone adds to the resource)
+    // finds nothing to write.
     let writes = op.metric("extsvc_kubernetes_writes_total").await;
-    op.put("billing-db", &registration("billing-db")).await;
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let reconciles = op.metric("extsvc_reconciles_total").await;
+    let label = json!({"metadata": {"labels": {"touched-by": "intruder"}}});
+    op.external_services()
+        .patch("billing-db", &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    eventually(30, "a reconcile after the label", || async {
+        (op.metric("extsvc_reconciles_total").await > reconciles).then_some(())
+    })
+    .await;
     assert_eq!(op.metric("extsvc_kubernetes_writes_total").await, writes);
 }
 
