@@ -85,6 +85,7 @@ pub struct Metrics {
     probe_results: Family<ProbeResultLabels, Counter>,
     ready_addresses: Family<ServiceLabels, Gauge>,
     addresses: Family<ServiceLabels, Gauge>,
+    unknown_registrations: Gauge,
 }
 
 impl Default for Metrics {
@@ -134,6 +135,12 @@ impl Default for Metrics {
             "Addresses a service publishes",
             addresses.clone(),
         );
+        let unknown_registrations = Gauge::default();
+        registry.register(
+            "mirror_unknown_registrations",
+            "ExternalServices that carry a registration this database does not know (kept)",
+            unknown_registrations.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             writes,
@@ -143,6 +150,7 @@ impl Default for Metrics {
             probe_results,
             ready_addresses,
             addresses,
+            unknown_registrations,
         }
     }
 }
@@ -182,6 +190,10 @@ impl Metrics {
     pub fn forget_services(&self) {
         self.ready_addresses.clear();
         self.addresses.clear();
+    }
+
+    pub fn set_unknown_registrations(&self, count: usize) {
+        self.unknown_registrations.set(count as i64);
     }
 
     /// Times a reconcile until the returned guard is dropped.

@@ -2,8 +2,13 @@
 //! step, one name at a time.
 //!
 //! - A registration made through the API is server-side applied as its `ExternalService`
-//!   (the outbox says which names changed); one edited or deleted by hand is applied
-//!   again; one whose registration is gone is deleted.
+//!   (the outbox says which names changed), marked with the registration's uid and this
+//!   installation's identity; one edited or deleted by hand is applied again.
+//! - An `ExternalService` is deleted only when an outbox row says that its registration
+//!   (that uid, of this installation) was deleted, never for being absent from the
+//!   database: an empty, restored or foreign database, a second installation, or an
+//!   exported resource applied with kubectl deletes nothing. Such resources are kept and
+//!   counted (`extsvc_mirror_unknown_registrations`).
 //! - An `ExternalService` made in the cluster (no registration annotation) is copied into
 //!   PostgreSQL as a read-only registration, so the API lists it.
 //! - The status the controller publishes is copied back, for the API to show.
@@ -13,11 +18,11 @@
 //! mirror catches up after any outage of either side.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -27,7 +32,7 @@ use crate::metrics::{Kind, Metrics, Operation};
 use crate::resource::{ExternalService, Origin};
 use crate::store::{Change, ClusterService, Store, StoreError, StoredService};
 
-use super::{MIRROR_MANAGER, REGISTRATION_ANNOTATION, scoped_api};
+use super::{INSTALLATION_ANNOTATION, MIRROR_MANAGER, REGISTRATION_ANNOTATION, scoped_api};
 
 /// Outbox rows read per pass.
 const OUTBOX_BATCH: i64 = 500;
@@ -58,6 +63,14 @@ pub enum MirrorError {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "ExternalService {namespace}/{name} was made by another installation of extsvc ({installation}); it is left alone"
+    )]
+    Foreign {
+        namespace: String,
+        name: String,
+        installation: String,
+    },
 }
 
 struct Mirror {
@@ -66,6 +79,10 @@ struct Mirror {
     namespace: Option<String>,
     cache: Cache<ExternalService>,
     metrics: Metrics,
+    /// This installation's identity, from the database.
+    installation: String,
+    /// Names whose `ExternalService` carries a registration the database does not know.
+    unknown: Mutex<BTreeSet<Key>>,
 }
 
 /// Runs the mirror until `shutdown` is cancelled.
@@ -87,12 +104,24 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
+    let installation = loop {
+        match store.installation().await {
+            Ok(id) => break id.to_string(),
+            Err(error) => log("read the installation's identity", &error),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+    };
     let mirror = Arc::new(Mirror {
         store,
         client,
         namespace,
         cache,
         metrics,
+        installation,
+        unknown: Mutex::default(),
     });
     let mut events = std::pin::pin!(events);
     let mut queue: BTreeSet<Key> = BTreeSet::new();
@@ -180,7 +209,7 @@ impl Mirror {
             .map(|key| {
                 let mirror = self.clone();
                 async move {
-                    let result = mirror.sync(&key).await;
+                    let result = mirror.sync(&key, &[]).await;
                     result.map_err(|error| {
                         log("sync a registration", &error);
                         key
@@ -221,7 +250,10 @@ impl Mirror {
 
     async fn sync_change(&self, change: Change) -> bool {
         let result = match self
-            .sync(&(change.namespace.clone(), change.name.clone()))
+            .sync(
+                &(change.namespace.clone(), change.name.clone()),
+                &change.deleted,
+            )
             .await
         {
             Ok(()) => self
@@ -243,10 +275,13 @@ impl Mirror {
             .is_ok()
     }
 
-    /// Makes the cluster and PostgreSQL agree about one name.
-    async fn sync(&self, (namespace, name): &Key) -> Result<(), MirrorError> {
+    /// Makes the cluster and PostgreSQL agree about one name; `deleted` are the
+    /// registrations of that name the outbox says were deleted.
+    async fn sync(&self, key: &Key, deleted: &[uuid::Uuid]) -> Result<(), MirrorError> {
+        let (namespace, name) = key;
         let stored = self.store.find_service(namespace, name).await?;
         let live = self.cache.get(&ObjectRef::new(name).within(namespace));
+        self.count_unknown(key, false);
         match (stored, live) {
             (Some(stored), live) if stored.origin() == Origin::Api => {
                 self.mirror_registration(&stored, live.as_deref()).await
@@ -257,12 +292,51 @@ impl Mirror {
             // A read-only copy whose ExternalService is gone, or was taken over by a
             // registration's annotation: forget the copy.
             (Some(_), _) => Ok(self.store.delete_cluster_service(namespace, name).await?),
-            (None, Some(live)) if registration_uid(&live).is_some() => {
-                self.delete_orphan(namespace, name).await
-            }
-            (None, Some(live)) => self.copy_cluster_service(&live).await,
-            (None, None) => Ok(()),
+            (None, _) if !deleted.is_empty() => self.delete_deleted(key, deleted).await,
+            (None, live) => self.unregistered(key, live.as_deref()).await,
         }
+    }
+
+    /// A name with no row: a resource made in the cluster is copied; one that carries a
+    /// registration is kept and counted, as the database may not be the one that made it.
+    async fn unregistered(
+        &self,
+        key: &Key,
+        live: Option<&ExternalService>,
+    ) -> Result<(), MirrorError> {
+        match live {
+            Some(live) if registration_uid(live).is_some() => {
+                if self.count_unknown(key, true) {
+                    tracing::warn!(
+                        namespace = %key.0, name = %key.1,
+                        "mirror: ExternalService carries a registration this database does not know; keeping it"
+                    );
+                }
+                Ok(())
+            }
+            Some(live) => self.copy_cluster_service(live).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Records whether `key` names an unknown registration; returns whether that is news.
+    fn count_unknown(&self, key: &Key, unknown: bool) -> bool {
+        let mut names = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        let news = if unknown {
+            names.insert(key.clone())
+        } else {
+            names.remove(key)
+        };
+        self.metrics.set_unknown_registrations(names.len());
+        news
+    }
+
+    /// Whether `live` was made by this installation (or before installations had an
+    /// identity, when only the registration uid was written).
+    fn made_here(&self, live: &ExternalService) -> bool {
+        live.annotations()
+            .get(INSTALLATION_ANNOTATION)
+            .is_none_or(|id| *id == self.installation)
     }
 
     async fn mirror_registration(
@@ -270,7 +344,23 @@ impl Mirror {
         stored: &StoredService,
         live: Option<&ExternalService>,
     ) -> Result<(), MirrorError> {
-        let current = live.is_some_and(|live| mirrors(stored, live));
+        if let Some(live) = live.filter(|live| !self.made_here(live)) {
+            let error = MirrorError::Foreign {
+                namespace: stored.namespace.clone(),
+                name: stored.name.clone(),
+                installation: live
+                    .annotations()
+                    .get(INSTALLATION_ANNOTATION)
+                    .cloned()
+                    .unwrap_or_default(),
+            };
+            let message = crate::telemetry::chain(&error);
+            self.store
+                .record_mirrored(stored.uid, None, Some(&message))
+                .await?;
+            return Err(error);
+        }
+        let current = live.is_some_and(|live| mirrors(stored, &self.installation, live));
         if !current && let Err(error) = self.apply(stored).await {
             let message = crate::telemetry::chain(&error);
             self.store
@@ -292,6 +382,10 @@ impl Mirror {
     async fn apply(&self, stored: &StoredService) -> Result<(), MirrorError> {
         let mut annotations = stored.annotations.0.clone();
         annotations.insert(REGISTRATION_ANNOTATION.to_owned(), stored.uid.to_string());
+        annotations.insert(
+            INSTALLATION_ANNOTATION.to_owned(),
+            self.installation.clone(),
+        );
         let desired = ExternalService {
             metadata: ObjectMeta {
                 name: Some(stored.name.clone()),
@@ -336,20 +430,41 @@ impl Mirror {
         Ok(())
     }
 
-    async fn delete_orphan(&self, namespace: &str, name: &str) -> Result<(), MirrorError> {
+    /// Deletes the `ExternalService` of a deleted registration, if it is still that
+    /// registration's (of this installation); anything else there is left to
+    /// [`Mirror::unregistered`].
+    async fn delete_deleted(&self, key: &Key, deleted: &[uuid::Uuid]) -> Result<(), MirrorError> {
+        let (namespace, name) = key;
         let api = Api::<ExternalService>::namespaced(self.client.clone(), namespace);
-        match api.delete(name, &DeleteParams::default()).await {
+        let failed = |source| MirrorError::DeleteExternalService {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            source,
+        };
+        // From the API server, not the cache: the cache may not have seen our own apply.
+        let Some(live) = api.get_opt(name).await.map_err(failed)? else {
+            return Ok(());
+        };
+        let registration = registration_uid(&live).and_then(|uid| uuid::Uuid::parse_str(uid).ok());
+        if !registration.is_some_and(|uid| deleted.contains(&uid)) || !self.made_here(&live) {
+            return self.unregistered(key, Some(&live)).await;
+        }
+        // That very object: a resource made again under the name meanwhile is not ours.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: live.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &params).await {
             Ok(_) => {
                 self.metrics
                     .count_write(Kind::ExternalService, Operation::Delete);
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(source) => Err(MirrorError::DeleteExternalService {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source,
-            }),
+            Err(source) => Err(failed(source)),
         }
     }
 
@@ -381,11 +496,15 @@ fn registration_uid(live: &ExternalService) -> Option<&String> {
 
 /// Whether the live resource says what the registration says. Labels and annotations
 /// others added are theirs to keep.
-fn mirrors(stored: &StoredService, live: &ExternalService) -> bool {
+fn mirrors(stored: &StoredService, installation: &str, live: &ExternalService) -> bool {
     let contains = |live: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>| {
         wanted.iter().all(|(k, v)| live.get(k) == Some(v))
     };
     registration_uid(live).is_some_and(|uid| *uid == stored.uid.to_string())
+        && live
+            .annotations()
+            .get(INSTALLATION_ANNOTATION)
+            .is_some_and(|id| id == installation)
         && live.spec == stored.spec.0
         && contains(live.labels(), &stored.labels.0)
         && contains(live.annotations(), &stored.annotations.0)

@@ -22,6 +22,10 @@ pub const MIRROR_MANAGER: &str = "extsvc-mirror";
 /// Annotation on an `ExternalService` made from a registration: the registration's uid.
 /// One without it was made in the cluster (e.g. with kubectl).
 pub const REGISTRATION_ANNOTATION: &str = "extsvc.dev/registration-uid";
+/// Annotation on an `ExternalService` made from a registration: the installation (the
+/// database) it came from. Another installation's resources are neither overwritten nor
+/// deleted.
+pub const INSTALLATION_ANNOTATION: &str = "extsvc.dev/installation";
 
 /// An `Api` over one namespace, or over all of them.
 pub fn scoped_api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>

@@ -16,6 +16,9 @@ pub struct Change {
     pub namespace: String,
     pub name: String,
     pub last_id: i64,
+    /// The registrations of this name that these rows delete: the only ones whose
+    /// `ExternalService` the mirror may delete.
+    pub deleted: Vec<uuid::Uuid>,
 }
 
 /// An `ExternalService` made in the cluster, as the API shows it (read-only).
@@ -34,6 +37,14 @@ pub struct ClusterService<'a> {
 const OUTBOX_CHANNEL: &str = "extsvc_outbox";
 
 impl Store {
+    /// The identity of the installation this database belongs to.
+    pub async fn installation(&self) -> Result<uuid::Uuid, StoreError> {
+        sqlx::query_scalar!("SELECT id FROM installation")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::ReadInstallation)
+    }
+
     /// A connection that hears about outbox rows as soon as they commit.
     pub async fn listen_for_changes(&self) -> Result<PgListener, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool)
@@ -56,8 +67,10 @@ impl Store {
     ) -> Result<Vec<Change>, StoreError> {
         sqlx::query_as!(
             Change,
-            r#"SELECT namespace, name, max(id) AS "last_id!"
-               FROM (SELECT id, namespace, name FROM outbox
+            r#"SELECT namespace, name, max(id) AS "last_id!",
+                      coalesce(array_agg(service_uid) FILTER (WHERE operation = 'delete'),
+                               '{}') AS "deleted!"
+               FROM (SELECT id, namespace, name, operation, service_uid FROM outbox
                      WHERE next_attempt_at <= now() AND ($1::text IS NULL OR namespace = $1)
                      ORDER BY id LIMIT $2) AS oldest
                GROUP BY namespace, name

@@ -41,6 +41,8 @@ pub enum StoreError {
     RecordChange(#[source] sqlx::Error),
     #[error("could not read or clear the outbox")]
     ReadOutbox(#[source] sqlx::Error),
+    #[error("could not read the identity of this installation")]
+    ReadInstallation(#[source] sqlx::Error),
     #[error("could not write health")]
     WriteHealth(#[source] sqlx::Error),
     #[error("could not read health")]

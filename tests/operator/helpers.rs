@@ -54,6 +54,16 @@ impl Site {
         }
     }
 
+    /// The same namespace with a fresh database of its own: another installation, or a
+    /// database that lost what it had.
+    pub async fn with_another_database(&self) -> Self {
+        Self {
+            kubeconfig: self.kubeconfig.clone(),
+            namespace: self.namespace.clone(),
+            database_url: crate::postgres::fresh_database().await,
+        }
+    }
+
     /// Starts a replica named `identity`.
     pub async fn start(&self, identity: &str) -> TestOperator {
         start_operator(

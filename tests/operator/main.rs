@@ -17,6 +17,7 @@ mod children;
 mod cluster_controllers;
 mod cluster_made;
 mod health;
+mod installation;
 mod outage;
 mod outbox;
 mod repair;
