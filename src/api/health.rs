@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::domain::DnsLabel;
 use crate::resource::{HealthHistory, HealthList, ServiceHealth};
 use crate::store::{Store, StoreError};
 
@@ -146,7 +147,7 @@ pub struct ListHealthParams {
     params(ListHealthParams),
     responses(
         (status = 200, description = "Health reports, in namespace and name order", body = HealthList),
-        (status = 400, description = "A bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad parameter (`state`, `namespace`, `limit`, `continue`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_health(
@@ -164,6 +165,12 @@ pub async fn list_health(
             });
         }
     };
+    if let Some(namespace) = &params.namespace {
+        DnsLabel::parse(namespace).map_err(|e| ApiError::BadParameter {
+            parameter: "namespace",
+            detail: e.to_string(),
+        })?;
+    }
     let limit = limit(params.limit.as_deref(), MAX_LIST, MAX_LIST)?;
     let after = decode_continue(params.continue_token.as_deref())?;
     let mut items = store
