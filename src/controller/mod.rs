@@ -112,9 +112,11 @@ struct Context {
     client: Client,
     shutdown: CancellationToken,
     engine: Engine,
-    /// The status last written per resource uid: the watch that reports our own write
-    /// may lag behind a reconcile, which must not write the same status twice.
-    written: Mutex<HashMap<String, ExternalServiceStatus>>,
+    /// The status last written per resource uid, and the resourceVersion it was written
+    /// over: while the watch still shows that version, our write has not come back yet
+    /// and is not written again. Any other version with another status (someone else
+    /// wrote it: a former leader, kubectl) is repaired.
+    written: Mutex<HashMap<String, (ExternalServiceStatus, Option<String>)>>,
     /// Reconciles failed in a row, per resource uid, for the retry backoff.
     failures: Mutex<HashMap<String, u32>>,
     recorder: Recorder,
@@ -575,10 +577,11 @@ impl Context {
         status: ExternalServiceStatus,
     ) -> Result<bool, Error> {
         let uid = owner.reference.uid.clone();
-        let already_written = self
-            .written
-            .lock()
-            .is_ok_and(|w| w.get(&uid) == Some(&status));
+        let seen = &cr.metadata.resource_version;
+        let already_written = self.written.lock().is_ok_and(|w| {
+            w.get(&uid)
+                .is_some_and(|(written, over)| *written == status && over == seen)
+        });
         if cr.status.as_ref() == Some(&status) || already_written {
             return Ok(false);
         }
@@ -597,7 +600,7 @@ impl Context {
         self.metrics
             .count_write(Kind::ExternalServiceStatus, Operation::Apply);
         if let Ok(mut written) = self.written.lock() {
-            written.insert(uid, status);
+            written.insert(uid, (status, seen.clone()));
         }
         Ok(true)
     }

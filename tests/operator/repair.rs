@@ -176,3 +176,26 @@ async fn a_resource_edited_or_deleted_by_hand_is_reasserted_from_the_registratio
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_status_written_by_someone_else_is_put_back() {
+    let (op, _) = registered().await;
+    let api = op.external_services();
+    let ours = eventually(30, "the status", || async {
+        let status = api.get("billing-db").await.ok()?.status?;
+        (status.ready.as_deref() == Some("3/3")).then_some(status)
+    })
+    .await;
+
+    // A former leader, or someone with kubectl, writes a status of its own.
+    let wrong = json!({"status": {"ready": "0/3", "readyAddresses": 0}});
+    api.patch_status("billing-db", &PatchParams::default(), &Patch::Merge(&wrong))
+        .await
+        .unwrap();
+
+    eventually(30, "our status back", || async {
+        let status = api.get("billing-db").await.ok()?.status?;
+        (status.ready == ours.ready && status.ready_addresses == ours.ready_addresses).then_some(())
+    })
+    .await;
+}
