@@ -63,13 +63,11 @@ pub enum MirrorError {
         #[source]
         source: kube::Error,
     },
-    #[error(
-        "ExternalService {namespace}/{name} was made by another installation of extsvc ({installation}); it is left alone"
-    )]
+    #[error("ExternalService {namespace}/{name} was made by {made_by}; it is left alone")]
     Foreign {
         namespace: String,
         name: String,
-        installation: String,
+        made_by: String,
     },
 }
 
@@ -344,15 +342,19 @@ impl Mirror {
         stored: &StoredService,
         live: Option<&ExternalService>,
     ) -> Result<(), MirrorError> {
-        if let Some(live) = live.filter(|live| !self.made_here(live)) {
+        // Made with kubectl before the registration (the copy into PostgreSQL had not
+        // happened yet, or the API ran alone), or by another installation: not ours.
+        let foreign =
+            |live: &&ExternalService| registration_uid(live).is_none() || !self.made_here(live);
+        if let Some(live) = live.filter(foreign) {
+            let made_by = match live.annotations().get(INSTALLATION_ANNOTATION) {
+                Some(installation) => format!("another installation of extsvc ({installation})"),
+                None => "hand (with kubectl or another client)".to_owned(),
+            };
             let error = MirrorError::Foreign {
                 namespace: stored.namespace.clone(),
                 name: stored.name.clone(),
-                installation: live
-                    .annotations()
-                    .get(INSTALLATION_ANNOTATION)
-                    .cloned()
-                    .unwrap_or_default(),
+                made_by,
             };
             let message = crate::telemetry::chain(&error);
             self.store

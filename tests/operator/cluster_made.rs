@@ -8,7 +8,10 @@ use serde_json::json;
 
 use extsvc::resource::{ExternalService, ExternalServiceSpec};
 
-use crate::helpers::{TestOperator, eventually, registration, slice_addresses, spawn_operator};
+use crate::helpers::{
+    Site, TestOperator, control_plane, eventually, existing, registration, slice_addresses,
+    spawn_operator,
+};
 
 fn resource(name: &str, spec: serde_json::Value) -> ExternalService {
     ExternalService {
@@ -167,4 +170,35 @@ async fn the_api_server_refuses_what_the_schema_can_check() {
         ),
     );
     create(&op, &valid).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_registration_of_a_name_made_with_kubectl_does_not_overwrite_it() {
+    let site = Site::on(control_plane().await).await;
+    // With the API running alone (or before the mirror copied the resource), the API
+    // does not know of a resource made with kubectl, and accepts a registration of its
+    // name.
+    let api = site.start_api_only("api").await;
+    let made = create(
+        &api,
+        &resource("billing-db", registration("other")["spec"].clone()),
+    )
+    .await
+    .unwrap();
+    let mut ours = registration("billing-db");
+    ours["spec"]["endpoints"] = json!([{"address": "192.0.2.99"}]);
+    assert_eq!(api.put("billing-db", &ours).await, StatusCode::CREATED);
+    api.stop().await;
+
+    // The mirror then finds it in the cluster: it says so, and leaves it alone.
+    let op = site.start("leader").await;
+    let error = eventually(30, "the refusal in the API", || async {
+        let (_, doc) = op.get("billing-db").await;
+        doc["status"]["mirrorError"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert!(error.contains("made by hand"), "{error}");
+    let kept = existing(&op.external_services(), "the resource", "billing-db").await;
+    assert_eq!(kept.metadata.uid, made.metadata.uid);
+    assert_eq!(kept.spec, made.spec);
 }

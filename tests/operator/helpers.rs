@@ -66,13 +66,13 @@ impl Site {
 
     /// Starts a replica named `identity`.
     pub async fn start(&self, identity: &str) -> TestOperator {
-        start_operator(
-            &self.kubeconfig,
-            &self.namespace,
-            &self.database_url,
-            identity,
-        )
-        .await
+        start_operator(self, identity, false).await
+    }
+
+    /// Starts a replica that serves the API alone (`--no-kubernetes`): no mirror, no
+    /// controller.
+    pub async fn start_api_only(&self, identity: &str) -> TestOperator {
+        start_operator(self, identity, true).await
     }
 }
 
@@ -81,13 +81,9 @@ pub async fn spawn_operator() -> TestOperator {
     Site::on(control_plane().await).await.start("only").await
 }
 
-/// Starts an operator process on `database_url`; its leader Lease lives in `namespace`.
-async fn start_operator(
-    kubeconfig: &Path,
-    namespace: &str,
-    database_url: &str,
-    identity: &str,
-) -> TestOperator {
+/// Starts an operator process of `site`; its leader Lease lives in the site's namespace.
+async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> TestOperator {
+    let (kubeconfig, namespace) = (site.kubeconfig.as_path(), site.namespace.as_str());
     // Logs go through the test harness, shown only for failing tests.
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
@@ -97,7 +93,7 @@ async fn start_operator(
         .try_init();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: Secret::new(database_url),
+        database_url: Secret::new(&site.database_url),
         database_max_connections: Some(4),
         workers: Some(1),
         kubernetes: KubernetesSettings {
@@ -105,6 +101,7 @@ async fn start_operator(
             watch_namespace: Some(namespace.to_owned()),
             lease_namespace: namespace.to_owned(),
             identity: Some(identity.to_owned()),
+            no_kubernetes,
             ..KubernetesSettings::default()
         },
     };
