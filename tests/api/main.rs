@@ -12,5 +12,6 @@ mod documents;
 mod health;
 mod legacy;
 mod listing;
+mod logs;
 mod openapi;
 mod validation;
