@@ -3,6 +3,8 @@
 
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/prometheus.rs"]
+mod prometheus;
 
 mod helpers;
 
@@ -14,4 +16,5 @@ mod legacy;
 mod listing;
 mod logs;
 mod openapi;
+mod system;
 mod validation;
