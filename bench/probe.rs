@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use extsvc::domain::{DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
-use extsvc::metrics::Metrics;
+use extsvc::metrics::{Exposition, Metrics};
 use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Engine, ProbedAddress, Tls, probe_targets};
 use extsvc::resource::{ExternalServiceSpec, ProbeResult};
 use serde_json::json;
@@ -115,7 +115,7 @@ fn memory_mib(field: &str) -> f64 {
 
 /// Probes finished so far, by `check/outcome`.
 fn probe_counts(metrics: &Metrics) -> anyhow::Result<HashMap<String, f64>> {
-    let text = metrics.encode()?;
+    let text = metrics.encode(Exposition::Prometheus)?;
     let mut counts = HashMap::new();
     for line in text
         .lines()
@@ -279,7 +279,7 @@ async fn run() -> anyhow::Result<()> {
     let probes: f64 = window.values().sum();
     let successes: f64 = window
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(&format!("{check}/success")))
+        .filter(|(k, _)| **k == format!("{check}/success"))
         .map(|(_, v)| v)
         .sum();
     let cpu_seconds = (cpu_1 - cpu_0).as_secs_f64();

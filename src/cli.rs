@@ -1,12 +1,13 @@
 //! Client commands for CI pipelines: apply, get, list and delete over the REST API.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::client::{Applied, Client};
+use crate::telemetry;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -14,9 +15,18 @@ pub enum ClientCommand {
     Apply {
         #[command(flatten)]
         target: Target,
-        /// Files to apply; `-` reads standard input. YAML files may hold several documents.
+        /// Files or directories to apply; `-` reads standard input. A directory gives its
+        /// `*.yaml`, `*.yml` and `*.json` files in name order. YAML files may hold several
+        /// documents.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Also apply the files in the subdirectories of a directory given with `-f`.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// Replace a service only while it is still at the `metadata.resourceVersion` its
+        /// document carries (as `get` prints it); a stale document fails with 412.
+        #[arg(long)]
+        check_version: bool,
     },
     /// Print one service.
     Get {
@@ -80,6 +90,8 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no documents to apply in {paths}")]
+    NoDocuments { paths: String },
     #[error("{path} is not YAML or JSON: {detail}")]
     ParseFile { path: String, detail: String },
     #[error("{path}: a document has no metadata.name")]
@@ -94,7 +106,12 @@ pub enum CliError {
 
 pub async fn run(command: ClientCommand) -> Result<(), CliError> {
     match command {
-        ClientCommand::Apply { target, files } => apply(&target, &files).await,
+        ClientCommand::Apply {
+            target,
+            files,
+            recursive,
+            check_version,
+        } => apply(&target, &files, recursive, check_version).await,
         ClientCommand::Get {
             target,
             name,
@@ -158,15 +175,30 @@ fn to_yaml(value: &Value) -> String {
     serde_saphyr::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
-async fn apply(target: &Target, files: &[PathBuf]) -> Result<(), CliError> {
+async fn apply(
+    target: &Target,
+    paths: &[PathBuf],
+    recursive: bool,
+    check_version: bool,
+) -> Result<(), CliError> {
     let client = Client::new(&target.server);
+    let mut files = Vec::new();
+    for path in paths {
+        manifest_files(path, recursive, &mut files)?;
+    }
     let mut documents = Vec::new();
-    for file in files {
+    for file in &files {
         documents.extend(
             read_documents(file)?
                 .into_iter()
                 .map(|doc| (file.display().to_string(), doc)),
         );
+    }
+    if documents.is_empty() {
+        let paths: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(CliError::NoDocuments {
+            paths: paths.join(", "),
+        });
     }
     let mut failed = 0;
     for (path, document) in &documents {
@@ -176,7 +208,7 @@ async fn apply(target: &Target, files: &[PathBuf]) -> Result<(), CliError> {
         let namespace = document["metadata"]["namespace"]
             .as_str()
             .unwrap_or(&target.namespace);
-        match client.apply(namespace, name, document).await {
+        match client.apply(namespace, name, document, check_version).await {
             Ok(applied) => {
                 let what = match applied {
                     Applied::Created => "created",
@@ -187,7 +219,14 @@ async fn apply(target: &Target, files: &[PathBuf]) -> Result<(), CliError> {
             }
             Err(error) => {
                 failed += 1;
-                eprintln!("{namespace}/{name}: {error}");
+                // Name the service, unless the error already does.
+                let subject = format!("{namespace}/{name}");
+                let text = telemetry::chain(&error);
+                if text.contains(&subject) {
+                    eprintln!("error: {text}");
+                } else {
+                    eprintln!("error: {subject}: {text}");
+                }
             }
         }
     }
@@ -200,8 +239,48 @@ async fn apply(target: &Target, files: &[PathBuf]) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The files `path` names, as `kubectl apply -f` takes them: a file (or `-`) itself, a
+/// directory's YAML and JSON files in name order, and with `recursive` its
+/// subdirectories' in the same walk. Symbolic links to directories are not followed.
+fn manifest_files(path: &Path, recursive: bool, files: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    let read_error = |source| CliError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.as_os_str() == "-" || !std::fs::metadata(path).map_err(read_error)?.is_dir() {
+        files.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(path)
+        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+        .map_err(read_error)?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let entry_path = entry.path();
+        let is_dir = entry
+            .file_type()
+            .map_err(|source| CliError::ReadFile {
+                path: entry_path.display().to_string(),
+                source,
+            })?
+            .is_dir();
+        let manifest = entry_path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        if is_dir {
+            if recursive {
+                manifest_files(&entry_path, recursive, files)?;
+            }
+        } else if manifest && entry_path.is_file() {
+            files.push(entry_path);
+        }
+    }
+    Ok(())
+}
+
 /// Every document in a file: JSON, or YAML with `---` between documents.
-fn read_documents(path: &PathBuf) -> Result<Vec<Value>, CliError> {
+fn read_documents(path: &Path) -> Result<Vec<Value>, CliError> {
     let name = path.display().to_string();
     let mut text = String::new();
     let read = if name == "-" {

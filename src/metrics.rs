@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,8 +12,28 @@ use prometheus_client::registry::Registry;
 
 use crate::domain::ServiceKey;
 
+/// Enums whose variants are label values, written in lower snake case as Prometheus
+/// convention has them (`outcome="error"`), not as the variant is named.
+macro_rules! label_values {
+    ($type:ty { $($variant:ident => $value:literal),+ $(,)? }) => {
+        impl $type {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $value),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $type {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    };
+}
+
 /// Kinds of object this process writes to Kubernetes.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Kind {
     ExternalService,
     ExternalServiceStatus,
@@ -23,11 +43,25 @@ pub enum Kind {
     Ingress,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+label_values!(Kind {
+    ExternalService => "external_service",
+    ExternalServiceStatus => "external_service_status",
+    Service => "service",
+    EndpointSlice => "endpoint_slice",
+    Endpoints => "endpoints",
+    Ingress => "ingress",
+});
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Operation {
     Apply,
     Delete,
 }
+
+label_values!(Operation {
+    Apply => "apply",
+    Delete => "delete",
+});
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
@@ -35,11 +69,16 @@ pub struct WriteLabels {
     pub operation: Operation,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Result {
     Ok,
     Error,
 }
+
+label_values!(Result {
+    Ok => "ok",
+    Error => "error",
+});
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -58,7 +97,7 @@ pub struct ProbeResultLabels {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Outcome {
     Success,
     /// The backend answered, unhealthy (a status, NOT_SERVING).
@@ -67,6 +106,13 @@ pub enum Outcome {
     /// No answer: refused, reset, TLS.
     Error,
 }
+
+label_values!(Outcome {
+    Success => "success",
+    Failure => "failure",
+    Timeout => "timeout",
+    Error => "error",
+});
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
@@ -103,6 +149,23 @@ impl Default for Metrics {
             "Reconciles of ExternalServices, by result",
             reconciles.clone(),
         );
+        // Known label sets start at zero, so that rates over them are defined from the
+        // first scrape rather than from the first write.
+        for kind in [
+            Kind::ExternalService,
+            Kind::ExternalServiceStatus,
+            Kind::Service,
+            Kind::EndpointSlice,
+            Kind::Endpoints,
+            Kind::Ingress,
+        ] {
+            for operation in [Operation::Apply, Operation::Delete] {
+                drop(writes.get_or_create(&WriteLabels { kind, operation }));
+            }
+        }
+        for result in [Result::Ok, Result::Error] {
+            drop(reconciles.get_or_create(&ReconcileLabels { result }));
+        }
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
             "reconcile_duration_seconds",
@@ -205,11 +268,105 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
-    pub fn encode(&self) -> std::result::Result<String, std::fmt::Error> {
+    /// Every metric, in the given text format.
+    pub fn encode(&self, format: Exposition) -> std::result::Result<String, std::fmt::Error> {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        match format {
+            Exposition::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?
+            }
+            Exposition::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut text, &self.registry)?
+            }
+        }
         Ok(text)
+    }
+}
+
+/// The text formats of `/metrics`. They differ where tools notice: OpenMetrics names a
+/// counter's family without `_total` and ends with `# EOF`, so a body must be declared
+/// as what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// The Prometheus text format 0.0.4, which every scraper reads.
+    Prometheus,
+    /// OpenMetrics 1.0.0.
+    OpenMetrics,
+}
+
+impl Exposition {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header prefers: OpenMetrics when it ranks OpenMetrics 1.0.0
+    /// above plain text (as Prometheus does), the classic format otherwise, on a tie,
+    /// and without the header.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let mut openmetrics = Preference::default();
+        let mut text = Preference::default();
+        for range in accept.unwrap_or_default().split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let mut quality = 1.0_f32;
+            let mut version = None;
+            for parameter in parts {
+                let (key, value) = parameter.split_once('=').unwrap_or((parameter, ""));
+                let value = value.trim().trim_matches('"');
+                match key.trim().to_ascii_lowercase().as_str() {
+                    // An unreadable weight refuses the range rather than guessing.
+                    "q" => quality = value.parse().unwrap_or(0.0),
+                    "version" => version = Some(value.to_owned()),
+                    _ => {}
+                }
+            }
+            match media.as_str() {
+                "application/openmetrics-text"
+                    if matches!(version.as_deref(), None | Some("1.0.0")) =>
+                {
+                    openmetrics.exact(quality)
+                }
+                // Any version of plain text: 1.0.0 only adds UTF-8 names, which we do not use.
+                "text/plain" => text.exact(quality),
+                "text/*" => text.wildcard(quality),
+                "application/*" => openmetrics.wildcard(quality),
+                "*/*" => {
+                    text.wildcard(quality);
+                    openmetrics.wildcard(quality);
+                }
+                _ => {}
+            }
+        }
+        if openmetrics.quality() > text.quality() {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+}
+
+/// How much an `Accept` header wants one format: a range that names it outranks any
+/// wildcard that merely covers it.
+#[derive(Default)]
+struct Preference {
+    exact: Option<f32>,
+    wildcard: Option<f32>,
+}
+
+impl Preference {
+    fn exact(&mut self, quality: f32) {
+        self.exact = Some(self.exact.map_or(quality, |q| q.max(quality)));
+    }
+
+    fn wildcard(&mut self, quality: f32) {
+        self.wildcard = Some(self.wildcard.map_or(quality, |q| q.max(quality)));
+    }
+
+    fn quality(&self) -> f32 {
+        self.exact.or(self.wildcard).unwrap_or(0.0)
     }
 }
 
@@ -261,7 +418,7 @@ mod tests {
             name: ServiceName::parse("billing-db").unwrap(),
         };
         metrics.set_addresses(&key, 1, 2);
-        let text = metrics.encode().unwrap();
+        let text = metrics.encode(Exposition::Prometheus).unwrap();
         assert!(
             text.contains(
                 r#"extsvc_service_ready_addresses{namespace="payments",name="billing-db"} 1"#
@@ -271,7 +428,89 @@ mod tests {
 
         metrics.forget_services();
 
-        let text = metrics.encode().unwrap();
+        let text = metrics.encode(Exposition::Prometheus).unwrap();
         assert!(!text.contains("billing-db"), "{text}");
+    }
+
+    #[test]
+    fn label_values_are_lower_case() {
+        let metrics = Metrics::default();
+        metrics.count_write(Kind::EndpointSlice, Operation::Apply);
+        metrics.observe_probe("tcp", Outcome::Error, Duration::from_millis(3));
+        drop(metrics.time_reconcile());
+
+        let text = metrics.encode(Exposition::Prometheus).unwrap();
+
+        for sample in [
+            r#"extsvc_kubernetes_writes_total{kind="endpoint_slice",operation="apply"} 1"#,
+            r#"extsvc_probe_results_total{check="tcp",outcome="error"} 1"#,
+            r#"extsvc_reconciles_total{result="error"} 1"#,
+        ] {
+            assert!(text.contains(sample), "{sample} in {text}");
+        }
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_with_total_and_has_no_eof() {
+        let metrics = Metrics::default();
+        metrics.count_write(Kind::Service, Operation::Delete);
+
+        let classic = metrics.encode(Exposition::Prometheus).unwrap();
+        assert!(
+            classic.contains("# TYPE extsvc_kubernetes_writes_total counter\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+
+        let openmetrics = metrics.encode(Exposition::OpenMetrics).unwrap();
+        assert!(
+            openmetrics.contains("# TYPE extsvc_kubernetes_writes counter\n"),
+            "{openmetrics}"
+        );
+        assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    }
+
+    #[test]
+    fn accept_chooses_openmetrics_only_when_it_ranks_first() {
+        use Exposition::{OpenMetrics, Prometheus};
+        for (accept, expected) in [
+            (None, Prometheus),
+            (Some(""), Prometheus),
+            (Some("*/*"), Prometheus),
+            (Some("text/plain"), Prometheus),
+            (Some("application/json"), Prometheus),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            (
+                Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                OpenMetrics,
+            ),
+            // Prometheus 2.42.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            // Prometheus 2.x with `scrape_protocols` preferring the classic format.
+            (
+                Some(
+                    "text/plain;version=0.0.4;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,*/*;q=0.1",
+                ),
+                Prometheus,
+            ),
+            (
+                Some("application/openmetrics-text;version=0.0.1"),
+                Prometheus,
+            ),
+            (Some("application/openmetrics-text;q=0"), Prometheus),
+            (
+                Some("application/openmetrics-text;q=0.2, text/*;q=0.1"),
+                OpenMetrics,
+            ),
+            (Some("application/*, text/plain;q=0.9"), OpenMetrics),
+            (Some("application/openmetrics-text, text/plain"), Prometheus),
+        ] {
+            assert_eq!(Exposition::negotiate(accept), expected, "{accept:?}");
+        }
     }
 }

@@ -2,9 +2,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics};
 use crate::store::Store;
 
 use super::ApiError;
@@ -77,16 +78,31 @@ pub async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
 }
 
 /// Prometheus metrics
+///
+/// The Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when `Accept` ranks it first
+/// (as Prometheus itself does). Label values are lower case.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "system",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain"))
+    responses((status = 200, description = "The metrics, in the format `Accept` asks for",
+        headers(("Vary" = String, description = "`Accept`: the format depends on it")),
+        content(
+            ("text/plain; version=0.0.4; charset=utf-8"),
+            ("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        ),
+    ))
 )]
-pub async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
-    match metrics.encode() {
+pub async fn metrics(request: HttpRequest, metrics: web::Data<Metrics>) -> HttpResponse {
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let format = Exposition::negotiate(accept);
+    match metrics.encode(format) {
         Ok(text) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .content_type(format.content_type())
+            .insert_header((header::VARY, "Accept"))
             .body(text),
         Err(_) => HttpResponse::InternalServerError().finish(),
     }

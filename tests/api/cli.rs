@@ -2,6 +2,8 @@
 
 use std::process::Output;
 
+use sqlx::Connection;
+
 use crate::helpers::{TestApp, spawn_app};
 
 async fn extsvc(app: &TestApp, args: &[&str]) -> Output {
@@ -15,6 +17,16 @@ async fn extsvc(app: &TestApp, args: &[&str]) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn service(name: &str, port: u16) -> String {
+    format!(
+        "metadata:\n  name: {name}\nspec:\n  ports:\n  - name: tcp\n    port: {port}\n  endpoints:\n  - address: 192.0.2.1\n"
+    )
 }
 
 #[tokio::test]
@@ -78,9 +90,142 @@ async fn apply_of_an_invalid_document_fails_and_names_the_field() {
     let output = extsvc(&app, &["apply", "-f", file.to_str().unwrap()]).await;
 
     assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("/spec/ports/0/port: must be between 1 and 65535"),
-        "{stderr}"
+    assert_eq!(
+        stderr(&output),
+        "error: default/cache: 1 field is invalid (422)\n  /spec/ports/0/port: must be between 1 and 65535\nerror: 1 of 1 documents failed\n"
     );
+}
+
+#[tokio::test]
+async fn apply_of_a_directory_applies_its_manifests_in_name_order() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = serde_json::json!({"metadata": {"name": "db"}, "spec": {"ports": [{"name": "pg", "port": 5432}], "endpoints": [{"address": "192.0.2.2"}]}});
+    std::fs::write(dir.path().join("a.json"), json.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        format!("{}---\n{}", service("cache", 6379), service("queue", 5672)),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("README.md"), "not a manifest: [").unwrap();
+    std::fs::create_dir(dir.path().join("more")).unwrap();
+    std::fs::write(dir.path().join("more/c.yml"), service("search", 9200)).unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let first = extsvc(&app, &["apply", "-n", "ops", "-f", path]).await;
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(
+        stdout(&first),
+        "ops/db created\nops/cache created\nops/queue created\n"
+    );
+
+    let recursive = extsvc(&app, &["apply", "-n", "ops", "-R", "-f", path]).await;
+    assert!(recursive.status.success(), "{recursive:?}");
+    assert_eq!(
+        stdout(&recursive),
+        "ops/db unchanged\nops/cache unchanged\nops/queue unchanged\nops/search created\n"
+    );
+
+    let again = extsvc(&app, &["apply", "-n", "ops", "--recursive", "-f", path]).await;
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(
+        stdout(&again),
+        "ops/db unchanged\nops/cache unchanged\nops/queue unchanged\nops/search unchanged\n"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let nothing = extsvc(&app, &["apply", "-f", empty.path().to_str().unwrap()]).await;
+    assert_eq!(nothing.status.code(), Some(1));
+    assert_eq!(
+        stderr(&nothing),
+        format!(
+            "error: no documents to apply in {}\n",
+            empty.path().display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn errors_are_one_sentence_ending_in_the_status_code() {
+    let app = spawn_app().await;
+
+    let missing = extsvc(&app, &["get", "-n", "ops", "x"]).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(stderr(&missing), "error: no external service ops/x (404)\n");
+
+    // A registration the mirror took from the cluster is read-only here.
+    app.register("ops", "cache").await;
+    let mut database = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("a connection");
+    sqlx::query("UPDATE external_services SET origin = 'cluster' WHERE name = 'cache'")
+        .execute(&mut database)
+        .await
+        .expect("UPDATE");
+    let read_only = extsvc(&app, &["delete", "-n", "ops", "cache"]).await;
+    assert_eq!(read_only.status.code(), Some(1));
+    let refusal = "error: external service ops/cache was made in the cluster; change it there, e.g. with kubectl (409)\n";
+    assert_eq!(stderr(&read_only), refusal);
+    // apply names the service only where the server's detail does not.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cache.yaml");
+    std::fs::write(&file, service("cache", 6379)).unwrap();
+    let apply = extsvc(&app, &["apply", "-n", "ops", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(
+        stderr(&apply),
+        format!("{refusal}error: 1 of 1 documents failed\n")
+    );
+
+    let unreachable = tokio::process::Command::new(env!("CARGO_BIN_EXE_extsvc"))
+        .args(["get", "x", "--server", "http://127.0.0.1:1"])
+        .output()
+        .await
+        .expect("the extsvc binary runs");
+    assert!(
+        stderr(&unreachable)
+            .starts_with("error: could not reach http://127.0.0.1:1: error sending request: "),
+        "{unreachable:?}"
+    );
+}
+
+#[tokio::test]
+async fn apply_with_check_version_refuses_a_document_older_than_the_service() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db.yaml");
+    std::fs::write(&file, service("db", 5432)).unwrap();
+    let path = file.to_str().unwrap();
+    assert!(extsvc(&app, &["apply", "-f", path]).await.status.success());
+    // Exported as a pipeline would keep it, then changed by someone else.
+    let exported = dir.path().join("exported.yaml");
+    let get = extsvc(&app, &["get", "db"]).await;
+    std::fs::write(&exported, &get.stdout).unwrap();
+    let exported = exported.to_str().unwrap();
+    let version = serde_saphyr::from_slice::<serde_json::Value>(&get.stdout).unwrap()["metadata"]
+        ["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stdout(&extsvc(&app, &["apply", "--check-version", "-f", exported]).await),
+        "default/db unchanged\n"
+    );
+    std::fs::write(&file, service("db", 5433)).unwrap();
+    assert!(extsvc(&app, &["apply", "-f", path]).await.status.success());
+
+    let stale = extsvc(&app, &["apply", "--check-version", "-f", exported]).await;
+    assert_eq!(stale.status.code(), Some(1));
+    assert_eq!(
+        stderr(&stale),
+        format!(
+            "error: default/db is no longer at resourceVersion {version} as the document says; get it again, or apply without --check-version to overwrite it (412)\nerror: 1 of 1 documents failed\n"
+        )
+    );
+    let get: serde_json::Value =
+        serde_json::from_slice(&extsvc(&app, &["get", "db", "-o", "json"]).await.stdout).unwrap();
+    assert_eq!(get["spec"]["ports"][0]["port"], 5433);
+
+    // Without the flag the server ignores resourceVersion, as its API says.
+    let overwrite = extsvc(&app, &["apply", "-f", exported]).await;
+    assert_eq!(stdout(&overwrite), "default/db configured\n");
 }

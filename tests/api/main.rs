@@ -3,6 +3,8 @@
 
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/prometheus.rs"]
+mod prometheus;
 
 mod helpers;
 
@@ -12,5 +14,7 @@ mod documents;
 mod health;
 mod legacy;
 mod listing;
+mod logs;
 mod openapi;
+mod system;
 mod validation;

@@ -9,6 +9,8 @@ mod controlplane;
 mod netns;
 #[path = "../support/postgres.rs"]
 mod postgres;
+#[path = "../support/prometheus.rs"]
+mod prometheus;
 
 mod backend;
 mod helpers;
@@ -18,6 +20,7 @@ mod cluster_controllers;
 mod cluster_made;
 mod health;
 mod installation;
+mod metrics;
 mod outage;
 mod outbox;
 mod repair;
