@@ -5,15 +5,19 @@
 //! Every write is optimistic: a Lease is replaced at the `resourceVersion` it was read at,
 //! so of two replicas racing for it one gets 409 Conflict and stays a candidate.
 //!
-//! A Lease counts as expired once `renewTime + leaseDurationSeconds` has passed on the
-//! reader's clock, so the replicas' clocks must agree to well within `renew_interval`.
+//! As in client-go, another holder's Lease counts as expired once it has gone
+//! `leaseDurationSeconds` without a change *observed by this replica*, timed on this
+//! replica's monotonic clock: the holder's `renewTime` is never compared with our wall
+//! clock, so replicas whose clocks disagree never lead at once (a candidate meeting a
+//! Lease for the first time waits a whole lease duration, however old it looks).
 
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -124,6 +128,7 @@ where
     let election = Election {
         api: Api::namespaced(client, &settings.namespace),
         settings,
+        observed: Mutex::new(None),
     };
     election.run(shutdown, lead).instrument(span).await
 }
@@ -147,6 +152,9 @@ enum Ending {
 struct Election {
     api: Api<Lease>,
     settings: LeaseSettings,
+    /// The Lease's spec as last seen to change, and when, on our monotonic clock
+    /// (client-go's `observedRecord` and `observedTime`).
+    observed: Mutex<Option<(Option<LeaseSpec>, Instant)>>,
 }
 
 impl Election {
@@ -231,7 +239,8 @@ impl Election {
             None => self.write(None).await.map_err(LeaderError::CreateLease),
             Some(lease) => {
                 let spec = lease.spec.as_ref();
-                if may_take(spec, &self.settings.identity, Timestamp::now()) {
+                let unchanged_for = self.observe(spec);
+                if may_take(spec, &self.settings.identity, unchanged_for) {
                     self.write(Some(lease))
                         .await
                         .map_err(LeaderError::TakeLease)
@@ -239,6 +248,20 @@ impl Election {
                     tracing::debug!(holder = ?spec.and_then(holder), "another replica leads");
                     Ok(None)
                 }
+            }
+        }
+    }
+
+    /// Notes the Lease's spec as read now; returns how long it has gone unchanged since
+    /// this replica first saw it so.
+    fn observe(&self, spec: Option<&LeaseSpec>) -> Duration {
+        let now = Instant::now();
+        let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+        match observed.as_ref() {
+            Some((seen, since)) if seen.as_ref() == spec => now.saturating_duration_since(*since),
+            _ => {
+                *observed = Some((spec.cloned(), now));
+                Duration::ZERO
             }
         }
     }
@@ -420,24 +443,22 @@ fn holder(spec: &LeaseSpec) -> Option<&String> {
     spec.holder_identity.as_ref().filter(|id| !id.is_empty())
 }
 
-/// Whether `identity` may write itself into a Lease with this spec at `now`: the Lease
-/// names no holder, names us, or was last renewed more than its duration ago.
-fn may_take(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> bool {
+/// Whether `identity` may write itself into a Lease with this spec, which has gone
+/// `unchanged_for` without a renewal we saw: the Lease names no holder, names us, or has
+/// not changed for its whole duration.
+fn may_take(spec: Option<&LeaseSpec>, identity: &str, unchanged_for: Duration) -> bool {
     let Some(spec) = spec else {
         return true;
     };
     match holder(spec) {
         None => true,
         Some(holder) if holder == identity => true,
-        Some(_) => match (
-            spec.renew_time.as_ref().or(spec.acquire_time.as_ref()),
-            spec.lease_duration_seconds,
-        ) {
-            (Some(renewed), Some(seconds)) => {
-                now.duration_since(renewed.0) >= SignedDuration::from_secs(seconds.into())
+        Some(_) => match spec.lease_duration_seconds {
+            Some(seconds) => {
+                unchanged_for >= Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
             }
-            // Without both the Lease cannot be valid; client-go treats it as expired too.
-            _ => true,
+            // Without a duration the Lease cannot be valid; client-go treats it as expired.
+            None => true,
         },
     }
 }
@@ -496,45 +517,44 @@ mod tests {
         LeaseSettings::new("ns", "lease", ME)
     }
 
+    fn secs(seconds: u64) -> Duration {
+        Duration::from_secs(seconds)
+    }
+
     #[test]
     fn a_missing_or_unheld_lease_may_be_taken() {
-        assert!(may_take(None, ME, at(100)));
-        assert!(may_take(Some(&LeaseSpec::default()), ME, at(100)));
+        assert!(may_take(None, ME, secs(0)));
+        assert!(may_take(Some(&LeaseSpec::default()), ME, secs(0)));
         let released = LeaseSpec {
             holder_identity: Some(String::new()),
             ..held_by(OTHER, 100, 15)
         };
-        assert!(may_take(Some(&released), ME, at(100)));
+        assert!(may_take(Some(&released), ME, secs(0)));
     }
 
     #[test]
     fn our_own_lease_may_be_taken_even_if_expired() {
-        assert!(may_take(Some(&held_by(ME, 100, 15)), ME, at(101)));
-        assert!(may_take(Some(&held_by(ME, 100, 15)), ME, at(1000)));
+        assert!(may_take(Some(&held_by(ME, 100, 15)), ME, secs(0)));
+        assert!(may_take(Some(&held_by(ME, 100, 15)), ME, secs(1000)));
     }
 
     #[test]
-    fn another_holders_lease_is_kept_until_it_expires() {
+    fn another_holders_lease_is_kept_until_unchanged_for_its_duration() {
+        // Its renewTime plays no part: the holder's clock may be anything.
         let spec = held_by(OTHER, 100, 15);
-        assert!(!may_take(Some(&spec), ME, at(100)));
-        assert!(!may_take(Some(&spec), ME, at(114)));
-        assert!(may_take(Some(&spec), ME, at(115)));
-        assert!(may_take(Some(&spec), ME, at(200)));
+        assert!(!may_take(Some(&spec), ME, secs(0)));
+        assert!(!may_take(Some(&spec), ME, secs(14)));
+        assert!(may_take(Some(&spec), ME, secs(15)));
+        assert!(may_take(Some(&spec), ME, secs(200)));
     }
 
     #[test]
-    fn a_lease_without_renewal_time_or_duration_counts_as_expired() {
+    fn a_lease_without_duration_counts_as_expired() {
         let no_duration = LeaseSpec {
             lease_duration_seconds: None,
             ..held_by(OTHER, 100, 15)
         };
-        let no_times = LeaseSpec {
-            renew_time: None,
-            acquire_time: None,
-            ..held_by(OTHER, 100, 15)
-        };
-        assert!(may_take(Some(&no_duration), ME, at(100)));
-        assert!(may_take(Some(&no_times), ME, at(100)));
+        assert!(may_take(Some(&no_duration), ME, secs(0)));
     }
 
     #[test]

@@ -371,3 +371,56 @@ async fn a_leader_that_cannot_renew_stops_before_its_lease_expires() {
 
     a.stop().await;
 }
+
+/// Writes the Lease as a holder whose clock is `skew` off ours would, renewing it now.
+async fn held_by_a_skewed_clock(contest: &Contest, skew: k8s_openapi::jiff::SignedDuration) {
+    let then = MicroTime(
+        k8s_openapi::jiff::Timestamp::now()
+            .checked_add(skew)
+            .expect("a valid time"),
+    );
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(LEASE.to_owned()),
+            ..Default::default()
+        },
+        spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+            holder_identity: Some("replica-skewed".to_owned()),
+            acquire_time: Some(then.clone()),
+            renew_time: Some(then),
+            lease_duration_seconds: Some(LEASE_DURATION.as_secs() as i32),
+            ..Default::default()
+        }),
+    };
+    Api::<Lease>::namespaced(contest.client.clone(), &contest.ns)
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create the lease");
+}
+
+#[tokio::test]
+async fn a_holder_whose_clock_is_behind_keeps_its_lease_for_a_whole_duration() {
+    let contest = Contest::new(controlplane::shared().await).await;
+    // Renewed just now, by a clock an hour behind: by our clock it expired long ago.
+    held_by_a_skewed_clock(&contest, k8s_openapi::jiff::SignedDuration::from_hours(-1)).await;
+    let started = Instant::now();
+    let b = contest.start(contest.settings("replica-b"));
+    wait_until("replica-b leads", || b.leads()).await;
+    assert!(
+        started.elapsed() >= LEASE_DURATION,
+        "replica-b took the lease after {:?}, before it went a lease duration unchanged",
+        started.elapsed()
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_holder_whose_clock_is_ahead_loses_its_lease_when_it_stops_renewing() {
+    let contest = Contest::new(controlplane::shared().await).await;
+    // By our clock this renewal is an hour in the future; it still expires a lease
+    // duration after we saw it last change.
+    held_by_a_skewed_clock(&contest, k8s_openapi::jiff::SignedDuration::from_hours(1)).await;
+    let b = contest.start(contest.settings("replica-b"));
+    wait_until("replica-b leads", || b.leads()).await;
+    b.stop().await;
+}
