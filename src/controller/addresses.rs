@@ -38,8 +38,13 @@ pub struct Published {
     pub unresolved: Vec<UnresolvedName>,
 }
 
+/// Addresses one service publishes, at most: as many as its spec may list (Kubernetes
+/// truncates legacy Endpoints beyond that), however many its DNS names resolve to.
+pub const MAX_PUBLISHED: usize = 1000;
+
 /// Expands `spec`'s endpoints into IPs with readiness. With no health checks every
-/// address is ready.
+/// address is ready. Beyond [`MAX_PUBLISHED`] addresses, a name's further IPs are left
+/// out and the name is reported.
 pub fn publish(spec: &ServiceSpec, resolutions: &Resolutions, health: &Health) -> Published {
     let checked = !spec.health_checks().is_empty();
     let ready = |ip: &IpAddr| !checked || health.get(ip).copied().unwrap_or(false);
@@ -74,6 +79,17 @@ pub fn publish(spec: &ServiceSpec, resolutions: &Resolutions, health: &Health) -
             },
         };
         for ip in ips {
+            if by_ip.len() >= MAX_PUBLISHED && !by_ip.contains_key(&ip) {
+                if let Some(name) = &resolved_from {
+                    unresolved.push(UnresolvedName {
+                        name: name.clone(),
+                        reason: format!(
+                            "some of its addresses are left out: a service publishes {MAX_PUBLISHED} at most"
+                        ),
+                    });
+                }
+                break;
+            }
             // An IP named twice (directly and through a name, or by two names) serves
             // the union of the ports; the first zone given wins.
             by_ip
@@ -101,6 +117,35 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn names_publish_a_thousand_addresses_at_most_and_say_what_they_left_out() {
+        let spec = spec(serde_json::json!({
+            "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"address": "192.0.2.1"}, {"address": "a.example.com"},
+                          {"address": "b.example.com"}]
+        }));
+        let name = |n: &str| DnsSubdomain::parse(n).unwrap();
+        let many = |third: u8| -> Vec<IpAddr> {
+            // 512 each.
+            (0..128u8)
+                .flat_map(|a| (0..4u8).map(move |b| IpAddr::from([10, third, b, a])))
+                .collect()
+        };
+        let resolutions = Resolutions::from([
+            (name("a.example.com"), Ok(many(1))),
+            (name("b.example.com"), Ok(many(2))),
+        ]);
+        let published = publish(&spec, &resolutions, &Health::new());
+        assert_eq!(published.addresses.len(), MAX_PUBLISHED);
+        assert!(published.addresses.iter().any(|a| a.ip == ip("192.0.2.1")));
+        let left_out: Vec<_> = published
+            .unresolved
+            .iter()
+            .map(|u| u.name.as_ref())
+            .collect();
+        assert_eq!(left_out, ["b.example.com"]);
     }
 
     #[test]

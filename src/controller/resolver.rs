@@ -33,6 +33,9 @@ const LOOKUPS_IN_FLIGHT: usize = 64;
 const KEEP_LAST_GOOD: Duration = Duration::from_secs(300);
 /// How often names nobody asked for lately are dropped from the cache.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// IPs of one name kept, at most: the lowest, so that an answer rotated or shuffled by
+/// the DNS server still gives the same set.
+pub const MAX_IPS_PER_NAME: usize = 64;
 
 /// The IPs of a name, or why there are none.
 type Answer = Result<Vec<IpAddr>, String>;
@@ -150,7 +153,8 @@ impl Resolver {
         cache.swept = Instant::now();
     }
 
-    /// The routable IPs of `name`, sorted; addresses Kubernetes would refuse are dropped.
+    /// The routable IPs of `name`, sorted, at most [`MAX_IPS_PER_NAME`]; addresses
+    /// Kubernetes would refuse are dropped.
     /// The deadline counts the wait for a turn; a lookup past it keeps its thread and its
     /// turn until the system resolver returns, so slow lookups never pile up threads.
     async fn lookup(&self, name: &DnsSubdomain) -> Answer {
@@ -171,6 +175,7 @@ impl Resolver {
             .iter()
             .copied()
             .filter(|ip| check_routable(*ip).is_ok())
+            .take(MAX_IPS_PER_NAME)
             .collect();
         if routable.is_empty() && !all.is_empty() {
             return Err(
@@ -253,6 +258,13 @@ mod tests {
             if name.starts_with("slow") {
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
+            if name.starts_with("many") {
+                // 200 addresses, highest first.
+                return Ok((0..200u8)
+                    .rev()
+                    .map(|i| IpAddr::from([198, 51, 100, i]))
+                    .collect());
+            }
             Ok(ips(&["192.0.2.1"]))
         })
     }
@@ -282,6 +294,14 @@ mod tests {
             }
         }
         assert_eq!(resolutions.len(), wanted.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_yields_its_lowest_sixty_four_addresses() {
+        let resolver = Resolver::with_lookup(Duration::from_secs(30), stand_in);
+        let resolutions = resolver.resolve(&names("many", 1)).await;
+        let expected: Vec<IpAddr> = (0..64u8).map(|i| IpAddr::from([198, 51, 100, i])).collect();
+        assert_eq!(resolutions.values().next(), Some(&Ok(expected)));
     }
 
     #[tokio::test(start_paused = true)]
