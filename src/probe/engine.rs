@@ -9,10 +9,12 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -611,7 +613,20 @@ fn spawn_probe(
 ) {
     tokio::spawn(async move {
         let started = Instant::now();
-        let (outcome, class) = check::run(&target, &tls).await;
+        // A probe that panics (a bug) still finishes: its turn comes back and its target
+        // is scheduled again, instead of the check freezing in its last state.
+        let (outcome, class) = AssertUnwindSafe(check::run(&target, &tls))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                let outcome = Outcome {
+                    success: false,
+                    error: Some("the probe failed inside extsvc (a bug, logged)".to_owned()),
+                    latency: started.elapsed(),
+                    at: SystemTime::now(),
+                };
+                (outcome, Class::Error)
+            });
         drop(permit);
         let _ = done.send(Finished {
             id,
