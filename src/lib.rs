@@ -12,4 +12,5 @@ pub mod probe;
 pub mod resource;
 pub mod startup;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

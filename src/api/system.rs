@@ -1,12 +1,13 @@
 //! For whoever runs the server: `/healthz`, `/readyz` and `/metrics`.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::metrics::{Exposition, Metrics};
 use crate::store::Store;
+use crate::sync::lock;
 
 use super::ApiError;
 
@@ -28,17 +29,11 @@ impl Liveness {
     pub fn fail(&self, reason: impl Into<String>) {
         let reason = reason.into();
         tracing::error!(%reason, "a role stopped; /healthz now fails");
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert(reason);
+        lock(&self.0).get_or_insert(reason);
     }
 
     fn failure(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.0).clone()
     }
 }
 

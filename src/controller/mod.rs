@@ -41,6 +41,7 @@ use crate::k8s::{
 use crate::metrics::{Kind, Metrics, Operation};
 use crate::probe::{Engine, ProbedAddress, Unresolved, probe_targets};
 use crate::resource::{API_VERSION, ExternalService, ExternalServiceStatus, KIND};
+use crate::sync::lock;
 
 pub use addresses::{Health, PublishedAddress};
 pub use apply::ApplyError;
@@ -217,12 +218,8 @@ async fn forget_deleted(
         let keys: HashSet<ServiceKey> = live.iter().filter_map(|cr| service_key(cr).ok()).collect();
         context.engine.retain(&keys);
         let uids: HashSet<String> = live.iter().filter_map(|cr| cr.uid()).collect();
-        if let Ok(mut written) = context.written.lock() {
-            written.retain(|uid, _| uids.contains(uid));
-        }
-        if let Ok(mut failures) = context.failures.lock() {
-            failures.retain(|uid, _| uids.contains(uid));
-        }
+        lock(&context.written).retain(|uid, _| uids.contains(uid));
+        lock(&context.failures).retain(|uid, _| uids.contains(uid));
     }
 }
 
@@ -279,13 +276,11 @@ where
 }
 
 fn error_policy(cr: Arc<ExternalService>, error: &Error, context: Arc<Context>) -> Action {
-    let failures = match context.failures.lock() {
-        Ok(mut failures) => {
-            let count = failures.entry(cr.uid().unwrap_or_default()).or_default();
-            *count = count.saturating_add(1);
-            *count
-        }
-        Err(_) => 1,
+    let failures = {
+        let mut failures = lock(&context.failures);
+        let count = failures.entry(cr.uid().unwrap_or_default()).or_default();
+        *count = count.saturating_add(1);
+        *count
     };
     let delay = retry_delay(failures);
     tracing::warn!(
@@ -433,8 +428,8 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
 impl Context {
     /// Forgets the failures of `cr`: its next failure starts the backoff afresh.
     fn succeeded(&self, cr: &ExternalService) {
-        if let (Some(uid), Ok(mut failures)) = (cr.uid(), self.failures.lock()) {
-            failures.remove(&uid);
+        if let Some(uid) = cr.uid() {
+            lock(&self.failures).remove(&uid);
         }
     }
 
@@ -578,10 +573,9 @@ impl Context {
     ) -> Result<bool, Error> {
         let uid = owner.reference.uid.clone();
         let seen = &cr.metadata.resource_version;
-        let already_written = self.written.lock().is_ok_and(|w| {
-            w.get(&uid)
-                .is_some_and(|(written, over)| *written == status && over == seen)
-        });
+        let already_written = lock(&self.written)
+            .get(&uid)
+            .is_some_and(|(written, over)| *written == status && over == seen);
         if cr.status.as_ref() == Some(&status) || already_written {
             return Ok(false);
         }
@@ -599,9 +593,7 @@ impl Context {
         })?;
         self.metrics
             .count_write(Kind::ExternalServiceStatus, Operation::Apply);
-        if let Ok(mut written) = self.written.lock() {
-            written.insert(uid, (status, seen.clone()));
-        }
+        lock(&self.written).insert(uid, (status, seen.clone()));
         Ok(true)
     }
 

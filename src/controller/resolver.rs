@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::domain::{DnsSubdomain, check_routable};
+use crate::sync::lock;
 
 use super::addresses::Resolutions;
 
@@ -108,9 +109,7 @@ impl Resolver {
             return answer;
         }
         let fresh = self.lookup(name).await;
-        let Ok(mut cache) = self.cache.lock() else {
-            return fresh;
-        };
+        let mut cache = lock(&self.cache);
         let last_good = cache.entries.get(name).and_then(|e| e.last_good.clone());
         let now = Instant::now();
         if let (Err(reason), Some((at, _))) = (&fresh, &last_good)
@@ -132,7 +131,7 @@ impl Resolver {
     }
 
     fn cached(&self, name: &DnsSubdomain) -> Option<Answer> {
-        let mut cache = self.cache.lock().ok()?;
+        let mut cache = lock(&self.cache);
         let entry = cache.entries.get_mut(name)?;
         entry.used = Instant::now();
         (entry.checked.elapsed() < self.refresh).then(|| entry.answer.clone())
@@ -140,9 +139,7 @@ impl Resolver {
 
     /// Drops the names nobody asked for lately, at most once every `SWEEP_EVERY`.
     fn sweep(&self) {
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
+        let mut cache = lock(&self.cache);
         if cache.swept.elapsed() < SWEEP_EVERY {
             return;
         }
@@ -188,7 +185,7 @@ impl Resolver {
 
     #[cfg(test)]
     fn cached_names(&self) -> usize {
-        self.cache.lock().map_or(0, |cache| cache.entries.len())
+        lock(&self.cache).entries.len()
     }
 }
 

@@ -12,7 +12,7 @@
 //! Lease for the first time waits a whole lease duration, however old it looks).
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -23,6 +23,7 @@ use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::sync::lock;
 use crate::telemetry::chain;
 
 /// Where the Lease lives, who competes for it, and how the election is timed.
@@ -256,7 +257,7 @@ impl Election {
     /// this replica first saw it so.
     fn observe(&self, spec: Option<&LeaseSpec>) -> Duration {
         let now = Instant::now();
-        let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut observed = lock(&self.observed);
         match observed.as_ref() {
             Some((seen, since)) if seen.as_ref() == spec => now.saturating_duration_since(*since),
             _ => {

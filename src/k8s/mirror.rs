@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{Kind, Metrics, Operation};
 use crate::resource::{ExternalService, Origin};
 use crate::store::{Change, ClusterService, Store, StoreError, StoredService};
+use crate::sync::lock;
 
 use super::{INSTALLATION_ANNOTATION, MIRROR_MANAGER, REGISTRATION_ANNOTATION, scoped_api};
 
@@ -319,7 +320,7 @@ impl Mirror {
 
     /// Records whether `key` names an unknown registration; returns whether that is news.
     fn count_unknown(&self, key: &Key, unknown: bool) -> bool {
-        let mut names = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names = lock(&self.unknown);
         let news = if unknown {
             names.insert(key.clone())
         } else {

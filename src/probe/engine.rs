@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::resource::{
     AddressHealth, CheckHealth, HealthState, HealthTransition, ProbeResult, ServiceHealth,
 };
+use crate::sync::lock;
 
 use super::check::{self, Class, Tls};
 use super::state::{CheckState, Outcome, address_state};
@@ -319,14 +320,6 @@ impl Engine {
     pub fn take_transitions(&self) -> Vec<(ServiceKey, HealthTransition)> {
         std::mem::take(&mut *lock(&self.shared.transitions))
     }
-}
-
-/// A poisoned lock only means a panic elsewhere; the table itself stays consistent
-/// because every update is a single assignment.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn readiness_of(service: &ServiceState) -> BTreeMap<IpAddr, bool> {
