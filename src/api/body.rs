@@ -7,7 +7,7 @@ use actix_web::web;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{FieldError, ValidationErrors};
+use crate::domain::{FieldError, Pointer, ValidationErrors};
 use crate::resource::{ExternalServiceDocument, LegacyDocument, is_legacy};
 
 use super::ApiError;
@@ -130,9 +130,9 @@ pub async fn read_document(
         }])
         .into());
     }
-    if let Some(pointer) = find_nul(&value, String::new()) {
+    if let Some(pointer) = find_nul(&value, Pointer::root()) {
         return Err(ValidationErrors(vec![FieldError {
-            pointer,
+            pointer: pointer.as_str().to_owned(),
             detail: "must not contain the NUL character".to_owned(),
         }])
         .into());
@@ -152,16 +152,16 @@ pub async fn read_document(
 }
 
 /// The first string (or key) holding U+0000, which PostgreSQL cannot store in `jsonb`.
-fn find_nul(value: &serde_json::Value, at: String) -> Option<String> {
+fn find_nul(value: &serde_json::Value, at: Pointer) -> Option<Pointer> {
     use serde_json::Value;
     match value {
         Value::String(s) if s.contains('\0') => Some(at),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, v)| find_nul(v, format!("{at}/{i}"))),
+            .find_map(|(i, v)| find_nul(v, at.index(i))),
         Value::Object(map) => map.iter().find_map(|(k, v)| {
-            let at = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+            let at = at.field(k);
             if k.contains('\0') {
                 Some(at)
             } else {
@@ -204,18 +204,16 @@ fn decode<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiErr
 
 /// The field a decoding error names, and whether it is missing.
 fn shape_error(error: &serde_path_to_error::Error<serde_json::Error>) -> (FieldError, bool) {
-    let mut pointer = String::new();
+    let mut at = Pointer::root();
     for segment in error.path().iter() {
         use serde_path_to_error::Segment;
-        match segment {
-            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
-            Segment::Map { key } => {
-                pointer.push('/');
-                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
-            }
-            Segment::Enum { .. } | Segment::Unknown => {}
-        }
+        at = match segment {
+            Segment::Seq { index } => at.index(*index),
+            Segment::Map { key } => at.field(key),
+            Segment::Enum { .. } | Segment::Unknown => at,
+        };
     }
+    let mut pointer = at.as_str().to_owned();
     let message = error.inner().to_string();
     // serde names a missing field in its message; point at the field itself.
     match missing_field(&message) {
