@@ -1,36 +1,9 @@
 //! Settings from flags and environment variables; secrets never reach the logs.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-/// A value that must not be printed, such as a database URL with a password.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::new(s))
-    }
-}
+use secrecy::SecretString;
 
 /// What `extsvc serve` needs.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,7 +14,7 @@ pub struct Settings {
     /// PostgreSQL URL; migrations are applied at start. Without `sslmode` in the URL,
     /// `sslmode=require` (a TLS connection, or none).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret,
+    pub database_url: SecretString,
     /// Database connections for the API, shared among its workers (default: two per
     /// worker; more only adds queueing inside PostgreSQL on a small machine).
     #[arg(long, env = "EXTSVC_DATABASE_MAX_CONNECTIONS")]

@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use futures::FutureExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
+use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +61,7 @@ impl Application {
         let connections = settings
             .database_max_connections
             .unwrap_or(2 * workers as u32);
-        let database = Database::new(settings.database_url.expose(), connections)
+        let database = Database::new(settings.database_url.expose_secret(), connections)
             .map_err(StartupError::OpenStore)?;
         database.migrate().await.map_err(StartupError::OpenStore)?;
         let listener =

@@ -1,8 +1,9 @@
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use extsvc::config::{KubernetesSettings, Secret, Settings};
+use extsvc::config::{KubernetesSettings, Settings};
 use extsvc::startup::Application;
+use secrecy::SecretString;
 
 pub struct TestApp {
     pub address: String,
@@ -23,7 +24,7 @@ pub async fn spawn_app() -> TestApp {
     let database_url = crate::postgres::fresh_database().await;
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: Secret::new(database_url.clone()),
+        database_url: SecretString::from(database_url.as_str()),
         database_max_connections: Some(4),
         workers: Some(1),
         kubernetes: KubernetesSettings {

@@ -12,9 +12,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use extsvc::config::{KubernetesSettings, Secret, Settings};
+use extsvc::config::{KubernetesSettings, Settings};
 use extsvc::resource::ExternalService;
 use extsvc::startup::Application;
+use secrecy::SecretString;
 
 use crate::controlplane::{self, ControlPlane};
 
@@ -93,7 +94,7 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
         .try_init();
     let settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: Secret::new(&site.database_url),
+        database_url: SecretString::from(site.database_url.as_str()),
         database_max_connections: Some(4),
         workers: Some(1),
         kubernetes: KubernetesSettings {
