@@ -12,6 +12,12 @@
 # and the server's CPU seconds per 1,000 requests (from /proc/<pid>/stat), and GET-one
 # as a share of the pgbench ceiling in each round and as the median of the rounds.
 # Everything shares this machine's cores, as it would.
+# First, cold statistics: $COLD registrations bulk-registered in namespace `cold` through
+# the API ($COLD_CLIENTS clients), then at once (statistics not refreshed; autovacuum
+# is held off that table so that it cannot refresh them halfway through a run)
+#   - cold-list:    wrk GETting a page of 50 of `cold`,
+#   - cold-select:  wrk GETting a page with labelSelector shard=N (N random: 1% of $COLD),
+# and the same two after ANALYZE (list-anl, select-anl).
 # TRANSPORT=unix connects the server and pgbench to PostgreSQL over its Unix socket
 # instead of TCP (both the same way, so the ceiling stays comparable).
 set -euo pipefail
@@ -22,6 +28,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 SEED=${SEED:-1000}
 ROUNDS=${ROUNDS:-3}
+COLD=${COLD:-30000}
+COLD_CLIENTS=${COLD_CLIENTS:-16}
 
 for tool in wrk pgbench; do
   command -v $tool >/dev/null || { echo "needs $tool (Debian packages wrk, postgresql-client)" >&2; exit 1; }
@@ -53,6 +61,35 @@ DATABASE_URL=$db EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn \
 server_pid=$!
 base=http://127.0.0.1:$port
 for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+# Until the cold runs are over, only ANALYZE refreshes statistics (the server ran it on
+# the empty tables when it migrated them).
+psql -q "$db" -c "ALTER TABLE external_services SET (autovacuum_enabled = false)"
+
+# Registers $COLD services in namespace `cold`, labelled shard=0..99, over keep-alive
+# connections from $COLD_CLIENTS threads; fails on any answer but 201.
+bulk_register() {
+  python3 - "$port" "$COLD" "$COLD_CLIENTS" <<'PY'
+import http.client, json, sys, threading
+port, count, clients = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+spec = {"ports": [{"name": "https", "port": 443}, {"name": "metrics", "port": 9100}],
+        "endpoints": [{"address": "192.0.2.10"}, {"address": "2001:db8::10", "ports": ["https"]}],
+        "healthChecks": [{"name": "web", "http": {"port": "https", "path": "/healthz", "scheme": "HTTPS"}}]}
+failures = []
+def work(first):
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    for i in range(first, count, clients):
+        body = json.dumps({"metadata": {"name": f"svc-{i:05d}", "labels": {"team": "bench", "shard": str(i % 100)}}, "spec": spec})
+        conn.request("POST", "/api/v1/namespaces/cold/external-services", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 201:
+            failures.append(response.status)
+threads = [threading.Thread(target=work, args=(n,)) for n in range(clients)]
+for t in threads: t.start()
+for t in threads: t.join()
+sys.exit(f"{len(failures)} registrations failed: {failures[:5]}" if failures else 0)
+PY
+}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
 hz=$(getconf CLK_TCK)
@@ -96,7 +133,7 @@ run_wrk() { # name, extra wrk args...
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/$name.txt")
   local cpu_per_k
   cpu_per_k=$(python3 -c "print(f'{($after - $before) / $hz / $requests * 1000:.3f}')")
-  printf '%-9s %10s %9s %12s %8s\n' "$name" "$rps" "$p99" "$cpu_per_k" "${non2xx:-0}" >>"$work/results.txt"
+  printf '%-11s %10s %9s %12s %8s\n' "$name" "$rps" "$p99" "$cpu_per_k" "${non2xx:-0}" >>"$work/results.txt"
   echo "$rps"
 }
 
@@ -111,9 +148,32 @@ run_pgbench() { # name
   pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$DURATION" -f "$work/get.sql" "$db" >"$work/$1.txt" 2>&1
   local tps
   tps=$(awk -F'= ' '/^tps/ {split($2, a, " "); printf "%.0f", a[1]}' "$work/$1.txt")
-  printf '%-9s %10s\n' "$1" "$tps" >>"$work/results.txt"
+  printf '%-11s %10s\n' "$1" "$tps" >>"$work/results.txt"
   echo "$tps"
 }
+
+# select.lua: the first page of a 1% label selector (one shard of 100, at random).
+cat >"$work/select.lua" <<'LUA'
+function request()
+  return wrk.format("GET", string.format("/api/v1/namespaces/cold/external-services?limit=50&labelSelector=shard%%3D%d", math.random(0, 99)))
+end
+LUA
+
+stats() { # what the planner knows of the table
+  psql -Atq "$db" -c "SELECT 'reltuples ' || reltuples || ', last analyzed ' || coalesce(greatest(last_analyze, last_autoanalyze)::text, 'never')
+                      FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.relname = 'external_services'"
+}
+echo "bulk-registering $COLD services with $COLD_CLIENTS clients..." >&2
+start=$(date +%s.%N)
+bulk_register
+bulk_seconds=$(python3 -c "print(f'{$(date +%s.%N) - $start:.1f}')")
+cold_stats=$(stats)
+run_wrk cold-list "$base/api/v1/namespaces/cold/external-services?limit=50" >/dev/null
+run_wrk cold-select -s "$work/select.lua" "$base" >/dev/null
+psql -q "$db" -c "ALTER TABLE external_services RESET (autovacuum_enabled)" -c "ANALYZE external_services"
+analyzed_stats=$(stats)
+run_wrk list-anl "$base/api/v1/namespaces/cold/external-services?limit=50" >/dev/null
+run_wrk select-anl -s "$work/select.lua" "$base" >/dev/null
 
 run_wrk create -s "$work/create.lua" "$base" >/dev/null
 run_wrk list-50 "$base/api/v1/namespaces/bench/external-services?limit=50" >/dev/null
@@ -126,7 +186,8 @@ done
 
 echo
 echo "extsvc registry benchmark: ${DURATION}s per run, $CONNECTIONS connections, $(nproc) cores, loopback, PostgreSQL over ${TRANSPORT:-tcp}"
-printf '%-9s %10s %9s %12s %8s\n' run "req/s" p99 "CPU-s/1k" non-2xx
+printf '%-11s %10s %9s %12s %8s\n' run "req/s" p99 "CPU-s/1k" non-2xx
 cat "$work/results.txt"
+echo "cold: $COLD registered in ${bulk_seconds}s; statistics at cold-*: $cold_stats; at *-anl: $analyzed_stats"
 echo "get-one / pgbench ceiling by round: ${ratios[*]}"
 python3 -c "import statistics, sys; print(f'get-one / pgbench ceiling, median: {statistics.median(map(float, sys.argv[1:])):.2f}')" "${ratios[@]}"

@@ -46,8 +46,35 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    pub fn requirements(&self) -> &[Requirement] {
-        &self.0
+    /// The selector split into the conjunctions a jsonb index can serve and the cheap
+    /// checks that complete them; together they select exactly what [`Self::matches`]
+    /// does.
+    pub fn conjuncts(&self) -> Conjuncts {
+        let mut conjuncts = Conjuncts::default();
+        for r in &self.0 {
+            match (r.op, r.values.as_slice()) {
+                (Operator::In, [value])
+                    if conjuncts
+                        .equal
+                        .get(&r.key)
+                        .is_none_or(|known| known == value) =>
+                {
+                    conjuncts.equal.insert(r.key.clone(), value.clone());
+                }
+                (Operator::In, _) => {
+                    conjuncts.present.push(r.key.clone());
+                    conjuncts.any_of.push(r.clone());
+                }
+                (Operator::Exists, _) => conjuncts.present.push(r.key.clone()),
+                (Operator::NotExists, _) => conjuncts.absent.push(r.key.clone()),
+                (Operator::NotIn, values) => conjuncts.excluded.extend(
+                    values
+                        .iter()
+                        .map(|v| BTreeMap::from([(r.key.clone(), v.clone())])),
+                ),
+            }
+        }
+        conjuncts
     }
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
@@ -60,6 +87,30 @@ impl LabelSelector {
                 Operator::NotExists => value.is_none(),
             }
         })
+    }
+}
+
+/// A selector as conjunctions: every field must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Conjuncts {
+    /// Labels that must have exactly these values (`k=v`, `k in (v)`).
+    pub equal: BTreeMap<String, String>,
+    /// Keys that must be present (`k`, and the key of `k in (a, b)`).
+    pub present: Vec<String>,
+    /// Keys that must be absent (`!k`).
+    pub absent: Vec<String>,
+    /// Single labels that must not be there (`k!=v`, `k notin (a, b)`).
+    pub excluded: Vec<BTreeMap<String, String>>,
+    /// What only a full check decides: `in` with several values (or a second value
+    /// for a key already required equal to another).
+    pub any_of: Vec<Requirement>,
+}
+
+impl Conjuncts {
+    /// Whether an index on the labels can narrow the candidates: some label or key
+    /// must be present. Negations alone leave every row a candidate.
+    pub fn is_indexable(&self) -> bool {
+        !self.equal.is_empty() || !self.present.is_empty()
     }
 }
 
@@ -216,6 +267,72 @@ mod tests {
                 selector.matches(&none),
             ];
             assert_eq!(&got, expected, "{input:?}");
+        }
+    }
+
+    /// The conjunctions, checked one by one, as the listing queries check them.
+    fn conjuncts_match(conjuncts: &Conjuncts, labels: &BTreeMap<String, String>) -> bool {
+        conjuncts
+            .equal
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && conjuncts.present.iter().all(|k| labels.contains_key(k))
+            && !conjuncts.absent.iter().any(|k| labels.contains_key(k))
+            && !conjuncts
+                .excluded
+                .iter()
+                .any(|pair| pair.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            && LabelSelector(conjuncts.any_of.clone()).matches(labels)
+    }
+
+    #[test]
+    fn conjuncts_select_exactly_what_the_selector_matches() {
+        let sets = [
+            labels(&[("env", "prod"), ("tier", "db")]),
+            labels(&[("env", "dev")]),
+            labels(&[("env", "staging"), ("tier", "web")]),
+            labels(&[("tier", "db")]),
+            labels(&[]),
+        ];
+        let selectors = [
+            "",
+            "env=prod",
+            "env in (prod)",
+            "env in (prod, staging)",
+            "env!=prod",
+            "env notin (prod, dev)",
+            "tier",
+            "!tier",
+            "env=prod,env=dev",
+            "env=prod,env in (prod, dev)",
+            "env in (dev, staging),tier in (web, db)",
+            "tier=db,env!=dev,!owner",
+        ];
+        for input in selectors {
+            let selector = LabelSelector::parse(input).unwrap();
+            let conjuncts = selector.conjuncts();
+            for set in &sets {
+                assert_eq!(
+                    conjuncts_match(&conjuncts, set),
+                    selector.matches(set),
+                    "{input:?} on {set:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_positive_requirements_make_a_selector_indexable() {
+        for (input, indexable) in [
+            ("", false),
+            ("env!=prod,!tier", false),
+            ("env notin (a)", false),
+            ("env=prod", true),
+            ("tier", true),
+            ("env in (a, b),!tier", true),
+        ] {
+            let selector = LabelSelector::parse(input).unwrap();
+            assert_eq!(selector.conjuncts().is_indexable(), indexable, "{input:?}");
         }
     }
 

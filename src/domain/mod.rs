@@ -16,7 +16,7 @@ pub use address::{Address, Endpoint, check_routable};
 pub use health_check::{HealthCheck, HttpProbe, Probe, StatusRanges, Timing, TlsOptions};
 pub use ingress::{Ingress, IngressPath, IngressRule, IngressTls};
 pub use invalid::{Errors, FieldError, FirstSeen, Invalid, Pointer, ValidationErrors};
-pub use label_selector::{LabelSelector, Operator, Requirement};
+pub use label_selector::{Conjuncts, LabelSelector, Operator, Requirement};
 pub use metadata::ServiceKey;
 pub use name::{DnsLabel, DnsSubdomain, LabelValue, PortName, QualifiedName, ServiceName};
 pub use port::{CheckPort, PortNumber, ServicePort};

@@ -5,6 +5,7 @@ use sqlx::types::Json;
 use crate::domain::ServiceKey;
 use crate::resource::{HealthState, HealthTransition, ServiceHealth};
 
+use super::services::page_start;
 use super::{Store, StoreError};
 
 /// Transitions kept per address.
@@ -173,7 +174,8 @@ impl Store {
     }
 
     /// Reports of services, in (namespace, name) order after `after`; with `unready`,
-    /// only those with an address that is not ready.
+    /// only those with an address that is not ready. One statement per shape, each an
+    /// index walk that stops at the page size whatever the statistics say.
     pub async fn list_health(
         &self,
         namespace: Option<&str>,
@@ -181,23 +183,52 @@ impl Store {
         after: Option<(String, String)>,
         limit: i64,
     ) -> Result<Vec<ServiceHealth>, StoreError> {
-        let (after_namespace, after_name) = after.unwrap_or_default();
-        let rows = sqlx::query!(
-            r#"SELECT report AS "report: Json<ServiceHealth>" FROM service_health
-               WHERE ($1::text IS NULL OR namespace = $1)
-                 AND (NOT $2 OR ready_addresses < total_addresses)
-                 AND (namespace, name) > ($3, $4)
-               ORDER BY namespace, name
-               LIMIT $5"#,
-            namespace,
-            unready,
-            after_namespace,
-            after_name,
-            limit
-        )
-        .fetch_all(&self.pool)
-        .await
+        let Some((after_namespace, after_name)) = page_start(namespace, &after) else {
+            return Ok(Vec::new());
+        };
+        let reports = match (namespace, unready) {
+            (Some(_), false) => {
+                sqlx::query_file_scalar!(
+                    "src/store/queries/list_health_in_namespace.sql",
+                    after_namespace,
+                    after_name,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            (None, false) => {
+                sqlx::query_file_scalar!(
+                    "src/store/queries/list_health.sql",
+                    after_namespace,
+                    after_name,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            (Some(_), true) => {
+                sqlx::query_file_scalar!(
+                    "src/store/queries/list_unready_in_namespace.sql",
+                    after_namespace,
+                    after_name,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+            (None, true) => {
+                sqlx::query_file_scalar!(
+                    "src/store/queries/list_unready.sql",
+                    after_namespace,
+                    after_name,
+                    limit
+                )
+                .fetch_all(&self.pool)
+                .await
+            }
+        }
         .map_err(StoreError::ReadHealth)?;
-        Ok(rows.into_iter().map(|row| row.report.0).collect())
+        Ok(reports.into_iter().map(|report| report.0).collect())
     }
 }

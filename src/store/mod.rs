@@ -29,6 +29,8 @@ pub enum StoreError {
     Connect(#[source] sqlx::Error),
     #[error("could not apply database migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("could not refresh the planner's statistics after migrating")]
+    RefreshStatistics(#[source] sqlx::Error),
     #[error("could not reach the database")]
     Ping(#[source] sqlx::Error),
     #[error("could not read a registration")]
@@ -79,10 +81,7 @@ impl Database {
             .connect_with(self.options.clone())
             .await
             .map_err(StoreError::Connect)?;
-        let result = sqlx::migrate!()
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migrate);
+        let result = migrate_and_analyze(&pool).await;
         pool.close().await;
         result
     }
@@ -123,6 +122,40 @@ impl Database {
     pub fn max_connections(&self) -> u32 {
         self.max_connections
     }
+}
+
+/// Applies pending migrations and, when one was applied, refreshes the planner's
+/// statistics: a migration may rewrite or fill tables and build indexes, and until
+/// autoanalyze notices, plans are made for the table as it was. Our listing statements
+/// do not depend on statistics; everything else still does.
+async fn migrate_and_analyze(pool: &PgPool) -> Result<(), StoreError> {
+    let before = applied_migrations(pool).await?;
+    sqlx::migrate!()
+        .run(pool)
+        .await
+        .map_err(StoreError::Migrate)?;
+    if applied_migrations(pool).await? != before {
+        sqlx::query("ANALYZE external_services, outbox, service_health, health_transitions")
+            .execute(pool)
+            .await
+            .map_err(StoreError::RefreshStatistics)?;
+    }
+    Ok(())
+}
+
+/// How many migrations the database records as applied (none before the first run).
+async fn applied_migrations(pool: &PgPool) -> Result<i64, StoreError> {
+    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::RefreshStatistics)?;
+    if !recorded {
+        return Ok(0);
+    }
+    sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::RefreshStatistics)
 }
 
 /// Whether `url` says which TLS mode to use (`sslmode` or sqlx's `ssl-mode`).

@@ -154,37 +154,92 @@ impl Store {
     /// A page of registrations. Keyset pagination: a page starts strictly after the last
     /// item of the previous one, so a walk sees every item that existed throughout it
     /// exactly once, whatever is added or removed meanwhile.
+    ///
+    /// Each shape (one namespace or all, a selector an index can serve or not) has its
+    /// own statement, so that its plan never depends on fresh statistics: after a bulk
+    /// import, before autoanalyze has run, a plan that sorts the whole table costs
+    /// a thousand times more than the page (see `queries/`).
     pub async fn list_services(
         &self,
         query: &ListQuery<'_>,
     ) -> Result<Vec<StoredService>, StoreError> {
-        let (after_namespace, after_name) = query.after.clone().unwrap_or_default();
-        let selector = serde_json::to_value(query.selector.requirements())
-            .map_err(StoreError::DecodeDocument)?;
-        sqlx::query_as!(
-            StoredService,
-            r#"SELECT uid, namespace, name,
-                      labels AS "labels: Json<BTreeMap<String, String>>",
-                      annotations AS "annotations: Json<BTreeMap<String, String>>",
-                      spec AS "spec: Json<ExternalServiceSpec>",
-                      generation, resource_version, created_at,
-                      origin, mirrored_generation, mirror_error,
-                      status AS "status: Json<ExternalServiceStatus>"
-               FROM external_services
-               WHERE ($1::text IS NULL OR namespace = $1)
-                 AND (namespace, name) > ($2, $3)
-                 AND labels_match(labels, $4)
-               ORDER BY namespace, name
-               LIMIT $5"#,
-            query.namespace,
-            after_namespace,
-            after_name,
-            selector,
-            query.limit
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(StoreError::ListServices)
+        let Some((after_namespace, after_name)) = page_start(query.namespace, &query.after) else {
+            return Ok(Vec::new());
+        };
+        let conjuncts = query.selector.conjuncts();
+        let excluded: Vec<Json<&BTreeMap<String, String>>> =
+            conjuncts.excluded.iter().map(Json).collect();
+        let rows = if !conjuncts.is_indexable() {
+            match query.namespace {
+                Some(_) => {
+                    sqlx::query_file_as!(
+                        StoredService,
+                        "src/store/queries/list_services_in_namespace.sql",
+                        after_namespace,
+                        after_name,
+                        &conjuncts.absent,
+                        &excluded as _,
+                        query.limit
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                }
+                None => {
+                    sqlx::query_file_as!(
+                        StoredService,
+                        "src/store/queries/list_services.sql",
+                        after_namespace,
+                        after_name,
+                        &conjuncts.absent,
+                        &excluded as _,
+                        query.limit
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                }
+            }
+        } else {
+            let any_of = if conjuncts.any_of.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_value(&conjuncts.any_of).map_err(StoreError::DecodeDocument)?)
+            };
+            match query.namespace {
+                Some(_) => {
+                    sqlx::query_file_as!(
+                        StoredService,
+                        "src/store/queries/select_services_in_namespace.sql",
+                        after_namespace,
+                        after_name,
+                        Json(&conjuncts.equal) as _,
+                        &conjuncts.present,
+                        &conjuncts.absent,
+                        &excluded as _,
+                        any_of,
+                        query.limit
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                }
+                None => {
+                    sqlx::query_file_as!(
+                        StoredService,
+                        "src/store/queries/select_services.sql",
+                        after_namespace,
+                        after_name,
+                        Json(&conjuncts.equal) as _,
+                        &conjuncts.present,
+                        &conjuncts.absent,
+                        &excluded as _,
+                        any_of,
+                        query.limit
+                    )
+                    .fetch_all(&self.pool)
+                    .await
+                }
+            }
+        };
+        rows.map_err(StoreError::ListServices)
     }
 
     /// Creates a registration; fails if the name is taken.
@@ -277,6 +332,24 @@ impl Store {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(StoreError::WriteService)
+    }
+}
+
+/// Where a page starts: strictly after this (namespace, name). For one namespace, a
+/// token from before it starts at its beginning, and `None` says that a token from
+/// after it leaves nothing to list.
+pub(super) fn page_start<'a>(
+    namespace: Option<&'a str>,
+    after: &'a Option<(String, String)>,
+) -> Option<(&'a str, &'a str)> {
+    let after = after
+        .as_ref()
+        .map(|(ns, name)| (ns.as_str(), name.as_str()));
+    match (namespace, after) {
+        (None, after) => Some(after.unwrap_or(("", ""))),
+        (Some(namespace), Some((ns, name))) if ns == namespace => Some((namespace, name)),
+        (Some(namespace), Some((ns, _))) if ns > namespace => None,
+        (Some(namespace), _) => Some((namespace, "")),
     }
 }
 
@@ -398,4 +471,20 @@ async fn record_change(
     .await
     .map(drop)
     .map_err(StoreError::RecordChange)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_starts_after_the_token_but_never_outside_its_namespace() {
+        let token = |ns: &str, name: &str| Some((ns.to_owned(), name.to_owned()));
+        assert_eq!(page_start(None, &None), Some(("", "")));
+        assert_eq!(page_start(None, &token("b", "x")), Some(("b", "x")));
+        assert_eq!(page_start(Some("b"), &None), Some(("b", "")));
+        assert_eq!(page_start(Some("b"), &token("b", "x")), Some(("b", "x")));
+        assert_eq!(page_start(Some("b"), &token("a", "x")), Some(("b", "")));
+        assert_eq!(page_start(Some("b"), &token("c", "x")), None);
+    }
 }
