@@ -15,23 +15,26 @@ use super::{ApiError, Problem};
 
 const DEFAULT_HISTORY: i64 = 20;
 const MAX_HISTORY: i64 = 50;
-const MAX_LIST: i64 = 500;
+/// A report lists every check on every address, up to 16,000 entries for one service:
+/// a page holds few of them.
+const MAX_LIST: i64 = 50;
+const DEFAULT_LIST: i64 = 20;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v1/namespaces/{namespace}/external-services/{name}/health")
             .route(web::get().to(get_health))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::method_not_allowed("GET")),
     )
     .service(
         web::resource("/api/v1/namespaces/{namespace}/external-services/{name}/health/history")
             .route(web::get().to(get_health_history))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::method_not_allowed("GET")),
     )
     .service(
         web::resource("/api/v1/health")
             .route(web::get().to(list_health))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::method_not_allowed("GET")),
     );
 }
 
@@ -84,6 +87,7 @@ pub async fn get_health(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Transitions per address, newest first: 1-50 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 50)]
     limit: Option<String>,
 }
 
@@ -126,10 +130,13 @@ pub async fn get_health_history(
 #[into_params(parameter_in = Query)]
 pub struct ListHealthParams {
     /// `unready`: only services with an address that is not ready; `all` (default).
+    #[param(pattern = "^(all|unready)$")]
     state: Option<String>,
     /// Only this namespace.
+    #[param(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     namespace: Option<String>,
-    /// Items per page, 1-500 (default 500).
+    /// Items per page, 1-50 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 50)]
     limit: Option<String>,
     /// The `continue` of the previous page.
     #[serde(rename = "continue")]
@@ -171,7 +178,7 @@ pub async fn list_health(
             detail: e.to_string(),
         })?;
     }
-    let limit = limit(params.limit.as_deref(), MAX_LIST, MAX_LIST)?;
+    let limit = limit(params.limit.as_deref(), DEFAULT_LIST, MAX_LIST)?;
     let after = decode_continue(params.continue_token.as_deref())?;
     let mut items = store
         .list_health(params.namespace.as_deref(), unready, after, limit + 1)

@@ -80,7 +80,7 @@ pub enum ApiError {
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed on this route")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -120,7 +120,7 @@ impl ApiError {
             Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
             Self::ReadOnly { .. } => ("read-only", "Read-only: made in the cluster"),
             Self::NoRoute => ("not-found", "Not found"),
-            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::Store(StoreError::Contended) => ("conflict", "Conflicting concurrent change"),
             Self::Store(_) => ("unavailable", "The service is unavailable"),
         }
@@ -180,7 +180,7 @@ impl ResponseError for ApiError {
             | Self::ReadOnly { .. }
             | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -191,8 +191,14 @@ impl ResponseError for ApiError {
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
-        if matches!(self, Self::Store(_)) {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+        match self {
+            Self::Store(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
+            }
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            _ => {}
         }
         response.json(self.problem())
     }

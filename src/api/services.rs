@@ -21,19 +21,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/api/v1/namespaces/{namespace}/external-services")
             .route(web::get().to(list_namespaced_services))
             .route(web::post().to(register_service))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::method_not_allowed("GET, POST")),
     )
     .service(
         web::resource("/api/v1/namespaces/{namespace}/external-services/{name}")
             .route(web::get().to(get_service))
             .route(web::put().to(replace_service))
             .route(web::delete().to(delete_service))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::method_not_allowed("GET, PUT, DELETE")),
     )
     .service(
         web::resource("/api/v1/external-services")
             .route(web::get().to(list_all_services))
-            .default_service(web::to(super::method_not_allowed)),
+            .default_service(super::method_not_allowed("GET")),
     );
 }
 
@@ -250,6 +250,7 @@ pub async fn delete_service(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Items per page, 1-500 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
     /// The `metadata.continue` of the previous page.
     #[serde(rename = "continue")]

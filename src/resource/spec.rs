@@ -40,13 +40,16 @@ use super::ExternalServiceStatus;
 )]
 pub struct ExternalServiceSpec {
     /// Named ports the backend serves. At least one.
+    #[schema(min_items = 1, max_items = 100)]
     #[schemars(length(min = 1, max = 100), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub ports: Vec<ServicePort>,
     /// Addresses of the backend. At least one, no duplicates.
+    #[schema(min_items = 1, max_items = 1000)]
     #[schemars(length(min = 1, max = 1000), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["address"]))]
     pub endpoints: Vec<Endpoint>,
     /// Checks that must all pass for an address to be ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
     #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub health_checks: Vec<HealthCheck>,
     /// An Ingress routing to the backend.
@@ -59,7 +62,12 @@ pub struct ExternalServiceSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePort {
     /// IANA service name: lowercase letters, digits and `-`, at most 15 characters.
-    #[schema(example = "https")]
+    #[schema(
+        example = "https",
+        min_length = 1,
+        max_length = 15,
+        pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+    )]
     #[schemars(
         length(min = 1, max = 15),
         regex(pattern = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -93,11 +101,12 @@ pub enum Protocol {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Endpoint {
     /// An IPv4 address, an IPv6 address or a DNS name.
-    #[schema(example = "192.0.2.10")]
+    #[schema(example = "192.0.2.10", min_length = 1, max_length = 253)]
     #[schemars(length(min = 1, max = 253))]
     pub address: String,
     /// Names of the ports this address serves; all ports when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 100)]
     #[schemars(length(min = 1, max = 100))]
     pub ports: Option<Vec<String>>,
     /// Topology zone of the address.

@@ -1,6 +1,6 @@
 //! Create, read, replace and delete one registration.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{document, problem, spawn_app};
@@ -401,13 +401,32 @@ async fn unknown_routes_and_methods_answer_with_problems() {
         StatusCode::NOT_FOUND,
     )
     .await;
-    let patch = app
-        .client
-        .patch(app.item("payments", "x"))
-        .send()
-        .await
-        .unwrap();
-    problem(patch, StatusCode::METHOD_NOT_ALLOWED).await;
+    // RFC 9110: a 405 names the methods the resource takes.
+    for (method, url, allow) in [
+        (Method::PATCH, app.item("payments", "x"), "GET, PUT, DELETE"),
+        (
+            Method::DELETE,
+            format!(
+                "{}/api/v1/namespaces/payments/external-services",
+                app.address
+            ),
+            "GET, POST",
+        ),
+        (
+            Method::POST,
+            format!("{}/api/v1/health", app.address),
+            "GET",
+        ),
+    ] {
+        let response = app.client.request(method, &url).send().await.unwrap();
+        let allowed = response.headers().get("allow").cloned();
+        problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert_eq!(
+            allowed.as_ref().and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{url}"
+        );
+    }
 }
 
 #[tokio::test]

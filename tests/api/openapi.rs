@@ -71,3 +71,56 @@ async fn swagger_ui_renders_every_operation_in_headless_chromium() {
         "every operation is rendered: {rendered} found"
     );
 }
+
+/// A client generated from the document never sends what the server refuses: every
+/// path parameter and `If-Match` carries the server's pattern, list lengths their bounds,
+/// and each `limit`'s documented range is exactly the one the server takes.
+#[tokio::test]
+async fn the_documents_bounds_are_the_servers() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .get(&format!("{}/openapi.json", app.address))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let mut limits = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let (name, schema) = (&parameter["name"], &parameter["schema"]);
+                let constrained = match (parameter["in"].as_str(), name.as_str()) {
+                    (Some("path"), _) => schema["pattern"].is_string() && schema["maxLength"] == 63,
+                    (_, Some("If-Match" | "continue")) => schema["pattern"].is_string(),
+                    (_, Some("limit")) => schema["type"] == "integer" && schema["minimum"] == 1,
+                    _ => true,
+                };
+                assert!(constrained, "{method} {path}: {parameter}");
+                // Lists (not a service's history: its service would have to exist).
+                if name == "limit" && !path.contains("{name}") {
+                    let max = schema["maximum"].as_i64().unwrap();
+                    let url = format!("{}{}", app.address, path.replace("{namespace}", "payments"));
+                    for (limit, expected) in [
+                        (max, StatusCode::OK),
+                        (1, StatusCode::OK),
+                        (max + 1, StatusCode::BAD_REQUEST),
+                        (0, StatusCode::BAD_REQUEST),
+                    ] {
+                        let status = app.get(&format!("{url}?limit={limit}")).await.status();
+                        assert_eq!(status, expected, "{path}?limit={limit}");
+                    }
+                    limits += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(limits, 3, "the three listings");
+
+    let schemas = &doc["components"]["schemas"];
+    let spec = &schemas["ExternalServiceSpec"]["properties"];
+    assert_eq!(spec["ports"]["minItems"], 1);
+    assert_eq!(spec["endpoints"]["minItems"], 1);
+    assert_eq!(spec["endpoints"]["maxItems"], 1000);
+    assert_eq!(schemas["Endpoint"]["properties"]["ports"]["minItems"], 1);
+}
