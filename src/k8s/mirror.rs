@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::runtime::reflector::{self, ObjectRef, Store as Cache};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -445,7 +447,9 @@ impl Mirror {
             source,
         };
         // From the API server, not the cache: the cache may not have seen our own apply.
-        let Some(live) = api.get_opt(name).await.map_err(failed)? else {
+        // A list by name (a consistent read) rather than a get, which RBAC does not grant.
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+        let Some(live) = api.list(&by_name).await.map_err(failed)?.items.pop() else {
             return Ok(());
         };
         let registration = registration_uid(&live).and_then(|uid| uuid::Uuid::parse_str(uid).ok());
