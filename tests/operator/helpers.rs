@@ -274,18 +274,23 @@ impl TestOperator {
             .unwrap()
     }
 
-    /// The value of a counter in `/metrics`, summed over its labels.
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
+    /// The body of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(format!("{}/metrics", self.address))
             .send()
             .await
             .expect("/metrics answers")
             .text()
             .await
-            .expect("text");
-        text.lines()
+            .expect("text")
+    }
+
+    /// The value of a counter in `/metrics`, summed over its labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .await
+            .lines()
             .filter(|line| line.starts_with(name))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()

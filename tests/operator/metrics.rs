@@ -43,15 +43,7 @@ async fn prometheus_reads_every_family_with_its_type() {
         )
         .await;
 
-    let text = op
-        .http
-        .get(format!("{}/metrics", op.address))
-        .send()
-        .await
-        .expect("/metrics answers")
-        .text()
-        .await
-        .expect("text");
+    let text = op.metrics_text().await;
     for sample in [
         r#"extsvc_probe_results_total{check="tcp",outcome="timeout"}"#,
         r#"extsvc_kubernetes_writes_total{kind="endpoint_slice",operation="apply"}"#,
