@@ -40,7 +40,7 @@ pub struct Published {
 
 /// Addresses one service publishes, at most: as many as its spec may list (Kubernetes
 /// truncates legacy Endpoints beyond that), however many its DNS names resolve to.
-pub const MAX_PUBLISHED: usize = 1000;
+const MAX_PUBLISHED: usize = 1000;
 
 /// Expands `spec`'s endpoints into IPs with readiness. With no health checks every
 /// address is ready. Beyond [`MAX_PUBLISHED`] addresses, a name's further IPs are left

@@ -36,7 +36,7 @@ const KEEP_LAST_GOOD: Duration = Duration::from_secs(300);
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// IPs of one name kept, at most: the lowest, so that an answer rotated or shuffled by
 /// the DNS server still gives the same set.
-pub const MAX_IPS_PER_NAME: usize = 64;
+const MAX_IPS_PER_NAME: usize = 64;
 
 /// The IPs of a name, or why there are none.
 type Answer = Result<Vec<IpAddr>, String>;
