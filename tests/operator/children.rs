@@ -186,17 +186,30 @@ async fn removing_the_ingress_deletes_it() {
 async fn an_unchanged_world_makes_no_writes() {
     let op = spawn_operator().await;
     for name in ["a", "b", "c"] {
-        op.put(name, &registration(name)).await;
+        assert_eq!(op.put(name, &registration(name)).await, StatusCode::CREATED);
     }
-    eventually(60, "every status", || async {
-        let mut done = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut docs = Vec::new();
         for name in ["a", "b", "c"] {
-            let (_, doc) = op.get(name).await;
-            done += usize::from(doc["status"]["ready"] == "3/3");
+            docs.push(op.get(name).await.1);
         }
-        (done == 3).then_some(())
-    })
-    .await;
+        if docs.iter().all(|doc| doc["status"]["ready"] == "3/3") {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let resources = op.external_services().list(&Default::default()).await;
+            panic!(
+                "not every status within 60 s: {docs:#?}\nin the cluster: {:#?}",
+                resources.map(|list| list
+                    .items
+                    .into_iter()
+                    .map(|r| (r.metadata, r.status))
+                    .collect::<Vec<_>>())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Let the last watch events (our own writes coming back) pass.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = op.metric("extsvc_kubernetes_writes_total").await;
