@@ -100,6 +100,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(database.store(share)))
+                .app_data(web::Data::new(api::Readiness(database.store(1))))
                 .app_data(api_metrics.clone())
                 .app_data(liveness.clone())
                 .configure(api::configure)

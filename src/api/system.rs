@@ -56,6 +56,11 @@ pub async fn healthz(liveness: web::Data<Liveness>) -> HttpResponse {
     }
 }
 
+/// The connection `/readyz` pings: its own, so that requests holding every connection of
+/// the API's pool (slow queries, row locks) do not make the replica look unready and take
+/// it out of the Service while the database is fine.
+pub struct Readiness(pub Store);
+
 /// The process can serve: the database answers
 #[utoipa::path(
     get,
@@ -67,8 +72,8 @@ pub async fn healthz(liveness: web::Data<Liveness>) -> HttpResponse {
             content_type = "application/problem+json"),
     )
 )]
-pub async fn readyz(store: web::Data<Store>) -> Result<HttpResponse, ApiError> {
-    store.ping().await.map_err(ApiError::Store)?;
+pub async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
+    readiness.0.ping().await.map_err(ApiError::Store)?;
     Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 

@@ -41,3 +41,66 @@ async fn a_write_held_up_by_a_row_lock_fails_with_503_instead_of_waiting() {
     let response = app.put("team", "billing-db", &document("billing-db")).await;
     assert!(response.status().is_success(), "{}", response.status());
 }
+
+#[tokio::test]
+async fn readyz_answers_while_requests_hold_every_connection_of_the_pool() {
+    let app = spawn_app().await;
+    app.register("team", "billing-db").await;
+    let mut other = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("a second connection");
+    let mut tx = other.begin().await.expect("BEGIN");
+    sqlx::query("SELECT 1 FROM external_services WHERE name = 'billing-db' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .expect("lock the row");
+
+    // As many writes as the API has connections (4), each holding one while it waits
+    // for the lock (up to the server's 5 s lock_timeout).
+    let writes: Vec<_> = (0..4)
+        .map(|_| {
+            let request = app
+                .client
+                .put(app.item("team", "billing-db"))
+                .json(&document("billing-db"))
+                .send();
+            tokio::spawn(request)
+        })
+        .collect();
+    let mut watcher = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("a third connection");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("count the waiting writes");
+        if waiting == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{waiting} of 4 writes wait for the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let response = app
+        .client
+        .get(format!("{}/readyz", app.address))
+        .send()
+        .await
+        .expect("/readyz answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    // Answered before any write gave its connection back: not from the API's pool.
+    assert!(writes.iter().all(|write| !write.is_finished()));
+
+    tx.rollback().await.expect("ROLLBACK");
+    for write in writes {
+        write.await.expect("the request task").expect("an answer");
+    }
+}
