@@ -56,7 +56,8 @@ if [ "${TRANSPORT:-tcp}" = unix ]; then
   db="postgres://postgres@localhost/bench?host=$work/pg&port=$pg_port"
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DATABASE_URL=$db EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn \
+# The cold run puts 30,000 in one namespace, above the default cap.
+DATABASE_URL=$db EXTSVC_LISTEN=127.0.0.1:$port EXTSVC_MAX_SERVICES_PER_NAMESPACE=1000000 RUST_LOG=warn \
   target/release/extsvc serve >"$work/server.log" 2>&1 &
 server_pid=$!
 base=http://127.0.0.1:$port

@@ -16,9 +16,18 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: SecretString,
     /// Database connections for the API, shared among its workers (default: two per
-    /// worker; more only adds queueing inside PostgreSQL on a small machine).
+    /// worker; more only adds queueing inside PostgreSQL on a small machine). `/readyz`
+    /// has one more per worker of its own, and the leader's roles four.
     #[arg(long, env = "EXTSVC_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// The most registrations one namespace may hold; creating one more is refused
+    /// with 403. Registrations made in the cluster (copied, read-only) count too.
+    #[arg(
+        long,
+        env = "EXTSVC_MAX_SERVICES_PER_NAMESPACE",
+        default_value_t = 5000
+    )]
+    pub max_services_per_namespace: u32,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "EXTSVC_WORKERS")]
     pub workers: Option<usize>,

@@ -62,7 +62,8 @@ impl Application {
             .database_max_connections
             .unwrap_or(2 * workers as u32);
         let database = Database::new(settings.database_url.expose_secret(), connections)
-            .map_err(StartupError::OpenStore)?;
+            .map_err(StartupError::OpenStore)?
+            .services_per_namespace(settings.max_services_per_namespace);
         database.migrate().await.map_err(StartupError::OpenStore)?;
         let listener =
             TcpListener::bind(settings.listen).map_err(|source| StartupError::Listen {

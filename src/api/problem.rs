@@ -71,6 +71,10 @@ pub enum ApiError {
     NotFound { namespace: String, name: String },
     #[error("external service {namespace}/{name} already exists")]
     AlreadyExists { namespace: String, name: String },
+    #[error(
+        "namespace {namespace} already holds {limit} external services, the most allowed (the server's --max-services-per-namespace)"
+    )]
+    NamespaceFull { namespace: String, limit: u32 },
     #[error("the external service changed since the ETag in If-Match")]
     PreconditionFailed,
     #[error(
@@ -97,6 +101,10 @@ impl ApiError {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
             },
+            StoreError::NamespaceFull { limit } => Self::NamespaceFull {
+                namespace: namespace.to_owned(),
+                limit,
+            },
             StoreError::PreconditionFailed => Self::PreconditionFailed,
             StoreError::ReadOnly => Self::ReadOnly {
                 namespace: namespace.to_owned(),
@@ -117,6 +125,7 @@ impl ApiError {
             Self::BadParameter { .. } => ("invalid-parameter", "A parameter is not valid"),
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::AlreadyExists { .. } => ("already-exists", "Already exists"),
+            Self::NamespaceFull { .. } => ("quota-exceeded", "The namespace is full"),
             Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
             Self::ReadOnly { .. } => ("read-only", "Read-only: made in the cluster"),
             Self::NoRoute => ("not-found", "Not found"),
@@ -176,6 +185,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NamespaceFull { .. } => StatusCode::FORBIDDEN,
             Self::AlreadyExists { .. }
             | Self::ReadOnly { .. }
             | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,

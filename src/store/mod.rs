@@ -17,6 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 pub enum StoreError {
     #[error("a registration with this name already exists")]
     AlreadyExists,
+    #[error("the namespace holds {limit} registrations, the most allowed")]
+    NamespaceFull { limit: u32 },
     #[error("no registration with this name exists")]
     NotFound,
     #[error("the registration changed since the version the request was based on")]
@@ -58,6 +60,7 @@ pub enum StoreError {
 pub struct Database {
     options: PgConnectOptions,
     max_connections: u32,
+    services_per_namespace: u32,
 }
 
 impl Database {
@@ -70,7 +73,16 @@ impl Database {
         Ok(Self {
             options,
             max_connections,
+            services_per_namespace: u32::MAX,
         })
+    }
+
+    /// Caps the registrations of one namespace (see [`StoreError::NamespaceFull`]).
+    pub fn services_per_namespace(self, limit: u32) -> Self {
+        Self {
+            services_per_namespace: limit,
+            ..self
+        }
     }
 
     /// Applies pending migrations, on a connection of its own and without the time
@@ -91,6 +103,7 @@ impl Database {
     /// thread that waits for it rather than bounced through another runtime.
     pub fn store(&self, share: u32) -> Store {
         Store {
+            services_per_namespace: self.services_per_namespace,
             pool: self
                 .pool(share)
                 // Opened in the background now rather than during the first burst.
@@ -182,6 +195,7 @@ fn is_local(host: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    services_per_namespace: u32,
 }
 
 impl Store {

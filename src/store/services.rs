@@ -248,7 +248,8 @@ impl Store {
         registration: &Registration,
     ) -> Result<StoredService, StoreError> {
         let mut tx = self.begin().await?;
-        let created = insert(&mut tx, registration)
+        let created = self
+            .insert(&mut tx, registration)
             .await?
             .ok_or(StoreError::AlreadyExists)?;
         record_change(&mut tx, &created, Operation::Apply).await?;
@@ -288,7 +289,7 @@ impl Store {
                     replace(&mut tx, &current, registration).await?,
                     WriteOutcome::Replaced,
                 ),
-                None => match insert(&mut tx, registration).await? {
+                None => match self.insert(&mut tx, registration).await? {
                     Some(created) => (created, WriteOutcome::Created),
                     None => continue,
                 },
@@ -328,6 +329,31 @@ impl Store {
         record_change(&mut tx, &current, Operation::Delete).await?;
         commit(tx).await?;
         Ok(current)
+    }
+
+    /// Inserts a new registration unless its namespace is full; `None` when the name is
+    /// taken. Concurrent creates in one namespace may each see room for one more, so the
+    /// cap can be passed by at most the number of writers at that moment.
+    async fn insert(
+        &self,
+        conn: &mut PgConnection,
+        registration: &Registration,
+    ) -> Result<Option<StoredService>, StoreError> {
+        let limit = self.services_per_namespace;
+        let full = sqlx::query_scalar!(
+            r#"SELECT count(*) >= $2 AS "full!" FROM (
+                   SELECT FROM external_services WHERE namespace = $1 LIMIT $2
+               ) AS registered"#,
+            registration.key().namespace.as_ref(),
+            i64::from(limit),
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::WriteService)?;
+        if full {
+            return Err(StoreError::NamespaceFull { limit });
+        }
+        insert(conn, registration).await
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {

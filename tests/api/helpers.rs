@@ -14,6 +14,11 @@ pub struct TestApp {
 
 /// Starts the application on a free port against a fresh database.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`], with settings changed by `configure` first.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     // Logs go through the test harness, shown only for failing tests.
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
@@ -22,16 +27,18 @@ pub async fn spawn_app() -> TestApp {
         .with_test_writer()
         .try_init();
     let database_url = crate::postgres::fresh_database().await;
-    let settings = Settings {
+    let mut settings = Settings {
         listen: "127.0.0.1:0".parse().expect("an address"),
         database_url: SecretString::from(database_url.as_str()),
         database_max_connections: Some(4),
+        max_services_per_namespace: 5000,
         workers: Some(1),
         kubernetes: KubernetesSettings {
             no_kubernetes: true,
             ..KubernetesSettings::default()
         },
     };
+    configure(&mut settings);
     let app = Application::build(&settings)
         .await
         .expect("the application builds");

@@ -96,6 +96,7 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
         listen: "127.0.0.1:0".parse().expect("an address"),
         database_url: SecretString::from(site.database_url.as_str()),
         database_max_connections: Some(4),
+        max_services_per_namespace: 5000,
         workers: Some(1),
         kubernetes: KubernetesSettings {
             kubeconfig: Some(kubeconfig.to_owned()),
