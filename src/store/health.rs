@@ -28,7 +28,8 @@ fn state_from(name: &str) -> HealthState {
 }
 
 impl Store {
-    /// Stores the latest report of each service (of services that are registered).
+    /// Stores the latest report of each service (of services that are registered), and
+    /// drops the transitions of addresses that are not in it.
     pub async fn record_health(&self, reports: &[ServiceHealth]) -> Result<(), StoreError> {
         if reports.is_empty() {
             return Ok(());
@@ -52,6 +53,22 @@ impl Store {
             &names as &[&str],
             &ready,
             &total,
+            &documents as _,
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::WriteHealth)?;
+        // The history of an address the service no longer has (a spec change, a DNS
+        // rotation) goes with it: otherwise a name whose addresses keep changing grows
+        // its history without end.
+        sqlx::query!(
+            r#"DELETE FROM health_transitions t
+               USING unnest($1::text[], $2::text[], $3::jsonb[]) AS u(namespace, name, report)
+               WHERE t.namespace = u.namespace AND t.name = u.name
+                 AND NOT EXISTS (SELECT FROM jsonb_array_elements(u.report -> 'addresses') AS a
+                                 WHERE a ->> 'address' = t.address)"#,
+            &namespaces as &[&str],
+            &names as &[&str],
             &documents as _,
         )
         .execute(&self.pool)
