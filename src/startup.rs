@@ -167,7 +167,7 @@ async fn kube_client(settings: &KubernetesSettings) -> Result<Option<kube::Clien
             }
         },
     };
-    match config.map(kube::Client::try_from).transpose() {
+    match config.map(crate::k8s::client::client).transpose() {
         Ok(client) => Ok(client),
         Err(error) => {
             tracing::warn!(error = %crate::telemetry::chain(&error), "no usable Kubernetes client; serving the API alone");

@@ -1,6 +1,7 @@
 //! Kubernetes: names shared by every writer, the CRD, the client, leader election, and
 //! the mirror that carries registrations from PostgreSQL into `ExternalService`s.
 
+pub mod client;
 pub mod crd;
 pub mod leader;
 pub mod mirror;
