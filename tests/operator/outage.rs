@@ -77,3 +77,32 @@ async fn writes_made_while_the_api_server_is_down_all_reach_the_cluster_after_it
     .await;
     op.stop().await;
 }
+
+/// An API server that accepts connections and then never answers (a peer that vanished
+/// without closing them, as in a partition): every request fails after the client's
+/// read timeout instead of holding its caller forever. Time is paused and advances by
+/// itself whenever nothing else can run, so the two minutes pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_request_to_an_api_server_that_stopped_answering_fails_instead_of_hanging() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            held.push(connection);
+        }
+    });
+    let client = extsvc::k8s::client::client(kube::Config::new(url.parse().unwrap())).unwrap();
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client);
+
+    let started = tokio::time::Instant::now();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(3600),
+        namespaces.list(&Default::default()),
+    )
+    .await
+    .expect("the request ends within the hour");
+    assert!(answer.is_err(), "{answer:?}");
+    let waited = started.elapsed().as_secs();
+    assert!((120..=130).contains(&waited), "gave up after {waited} s");
+}
