@@ -46,7 +46,7 @@ use crate::sync::lock;
 pub use addresses::{Health, PublishedAddress};
 pub use apply::ApplyError;
 
-use addresses::publish;
+use addresses::{Published, Resolutions, publish};
 use endpoint_slice::desired_endpoint_slices;
 use endpoints::desired_endpoints;
 use ingress::desired_ingress;
@@ -304,48 +304,16 @@ fn retry_delay(failures: u32) -> Duration {
 
 async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Action, Error> {
     let mut timer = context.metrics.time_reconcile();
-    let owner = Owner {
-        namespace: cr
-            .namespace()
-            .ok_or_else(|| Error::Unidentified(cr.name_any()))?,
-        name: cr.name_any(),
-        reference: cr
-            .controller_owner_ref(&())
-            .ok_or_else(|| Error::Unidentified(cr.name_any()))?,
-    };
+    let owner = owner_of(&cr)?;
     context.wait_for_caches().await?;
-    let previous = cr.status.as_ref();
-    let generation = cr.metadata.generation;
     let now = k8s_openapi::jiff::Timestamp::now()
         .round(k8s_openapi::jiff::Unit::Second)
         .unwrap_or_default()
         .to_string();
-
-    // A spec made with kubectl passes the CRD's schema but may still break a rule the
-    // schema cannot express; the children then stay as they were.
-    let parsed = service_key(&cr)
-        .map_err(|e| format!("/metadata/name: {e}: it names the Service too"))
-        .and_then(|key| {
-            Ok((
-                key,
-                ServiceSpec::parse(&cr.spec).map_err(|e| e.to_string())?,
-            ))
-        });
-    let (key, spec) = match parsed {
+    let (key, spec) = match parse(&cr) {
         Ok(parsed) => parsed,
         Err(errors) => {
-            let status = invalid_status(previous, generation, errors.clone(), &now);
-            if context.write_status(&cr, &owner, status).await? {
-                context
-                    .event(
-                        &cr,
-                        EventType::Warning,
-                        "InvalidSpec",
-                        "Validate",
-                        errors.to_string(),
-                    )
-                    .await;
-            }
+            context.report_invalid(&cr, &owner, errors, &now).await?;
             timer.succeeded();
             context.succeeded(&cr);
             return Ok(Action::await_change());
@@ -361,31 +329,7 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         })
         .collect();
     let resolutions = context.resolver.resolve(&names).await;
-    // The probe engine learns the targets first, so that the readiness read next already
-    // counts a new address with checks as not ready.
-    let addresses = publish(&spec, &resolutions, &Health::new()).addresses;
-    let targets = probe_targets(
-        &spec,
-        addresses.iter().map(|a| ProbedAddress {
-            ip: a.ip,
-            resolved_from: a.resolved_from.as_ref(),
-            ports: &a.ports,
-        }),
-    );
-    let ips = addresses.iter().map(|a| a.ip).collect();
-    context.engine.set_targets(
-        &key,
-        ips,
-        targets,
-        &published_readiness(previous, generation),
-    );
-    let published = publish(&spec, &resolutions, &context.engine.readiness(&key));
-    let unresolved = published.unresolved.iter().map(|u| Unresolved {
-        name: u.name.to_string(),
-        reason: u.reason.clone(),
-    });
-    context.engine.set_unresolved(&key, unresolved.collect());
-
+    let published = context.track(&key, &spec, &resolutions, &cr);
     let applied = context
         .apply_children(&owner, &spec, &published.addresses)
         .await;
@@ -393,29 +337,21 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         Ok(()) => Outcome::Applied,
         Err(error) => Outcome::Failed(crate::telemetry::chain(error)),
     };
-    let status = desired_status(previous, generation, &spec, &published, &outcome, &now);
+    let previous = cr.status.as_ref();
+    let status = desired_status(
+        previous,
+        cr.metadata.generation,
+        &spec,
+        &published,
+        &outcome,
+        &now,
+    );
     let changes = readiness_changes(previous, &status);
     context.write_status(&cr, &owner, status).await?;
-    if let Some((warning, note)) = readiness_event(&changes) {
-        let (kind, reason) = if warning {
-            (EventType::Warning, "AddressesNotReady")
-        } else {
-            (EventType::Normal, "AddressesReady")
-        };
-        context.event(&cr, kind, reason, "Probe", note).await;
-    }
-    if let Err(error) = applied {
-        context
-            .event(
-                &cr,
-                EventType::Warning,
-                "ApplyFailed",
-                "Apply",
-                crate::telemetry::chain(&error),
-            )
-            .await;
-        return Err(error.into());
-    }
+    context
+        .announce(&cr, &changes, applied.as_ref().err())
+        .await;
+    applied?;
     timer.succeeded();
     context.succeeded(&cr);
     Ok(if names.is_empty() {
@@ -425,11 +361,108 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
     })
 }
 
+/// Who owns the children of `cr`.
+fn owner_of(cr: &ExternalService) -> Result<Owner, Error> {
+    Ok(Owner {
+        namespace: cr
+            .namespace()
+            .ok_or_else(|| Error::Unidentified(cr.name_any()))?,
+        name: cr.name_any(),
+        reference: cr
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::Unidentified(cr.name_any()))?,
+    })
+}
+
+/// The service's key and spec, or why they are invalid. A spec made with kubectl passes
+/// the CRD's schema but may still break a rule the schema cannot express.
+fn parse(cr: &ExternalService) -> Result<(ServiceKey, ServiceSpec), String> {
+    let key =
+        service_key(cr).map_err(|e| format!("/metadata/name: {e}: it names the Service too"))?;
+    let spec = ServiceSpec::parse(&cr.spec).map_err(|e| e.to_string())?;
+    Ok((key, spec))
+}
+
 impl Context {
     /// Forgets the failures of `cr`: its next failure starts the backoff afresh.
     fn succeeded(&self, cr: &ExternalService) {
         if let Some(uid) = cr.uid() {
             lock(&self.failures).remove(&uid);
+        }
+    }
+
+    /// An invalid spec: the children stay as they were, and the status and an Event say
+    /// why.
+    async fn report_invalid(
+        &self,
+        cr: &ExternalService,
+        owner: &Owner,
+        errors: String,
+        now: &str,
+    ) -> Result<(), Error> {
+        let status = invalid_status(
+            cr.status.as_ref(),
+            cr.metadata.generation,
+            errors.clone(),
+            now,
+        );
+        if self.write_status(cr, owner, status).await? {
+            self.event(cr, EventType::Warning, "InvalidSpec", "Validate", errors)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Gives the probe engine the service's targets, and returns what to publish with
+    /// the readiness it has for them. The engine learns the targets first, so that the
+    /// readiness read next already counts a new address with checks as not ready.
+    fn track(
+        &self,
+        key: &ServiceKey,
+        spec: &ServiceSpec,
+        resolutions: &Resolutions,
+        cr: &ExternalService,
+    ) -> Published {
+        let addresses = publish(spec, resolutions, &Health::new()).addresses;
+        let targets = probe_targets(
+            spec,
+            addresses.iter().map(|a| ProbedAddress {
+                ip: a.ip,
+                resolved_from: a.resolved_from.as_ref(),
+                ports: &a.ports,
+            }),
+        );
+        let ips = addresses.iter().map(|a| a.ip).collect();
+        let seeds = published_readiness(cr.status.as_ref(), cr.metadata.generation);
+        self.engine.set_targets(key, ips, targets, &seeds);
+        let published = publish(spec, resolutions, &self.engine.readiness(key));
+        let unresolved = published.unresolved.iter().map(|u| Unresolved {
+            name: u.name.to_string(),
+            reason: u.reason.clone(),
+        });
+        self.engine.set_unresolved(key, unresolved.collect());
+        published
+    }
+
+    /// One Event for the readiness changes of a reconcile, and one if applying failed.
+    async fn announce(
+        &self,
+        cr: &ExternalService,
+        changes: &[(String, bool)],
+        failed: Option<&ApplyError>,
+    ) {
+        if let Some((warning, note)) = readiness_event(changes) {
+            let (kind, reason) = if warning {
+                (EventType::Warning, "AddressesNotReady")
+            } else {
+                (EventType::Normal, "AddressesReady")
+            };
+            self.event(cr, kind, reason, "Probe", note).await;
+        }
+        if let Some(error) = failed {
+            let note = crate::telemetry::chain(error);
+            self.event(cr, EventType::Warning, "ApplyFailed", "Apply", note)
+                .await;
         }
     }
 

@@ -27,87 +27,91 @@ pub fn desired_status(
     outcome: &Outcome,
     now: &str,
 ) -> ExternalServiceStatus {
-    let ready = published.addresses.iter().filter(|a| a.ready).count();
-    let total = published.addresses.len() + published.unresolved.len();
-    let mut addresses: Vec<AddressStatus> = published
-        .addresses
-        .iter()
-        .map(|a| AddressStatus {
-            address: a.ip.to_string(),
-            resolved_from: a.resolved_from.as_ref().map(ToString::to_string),
-            ready: a.ready,
-            message: None,
-        })
-        .collect();
-    addresses.extend(published.unresolved.iter().map(|u| AddressStatus {
+    let addresses = address_statuses(published);
+    let ready = addresses.iter().filter(|a| a.ready).count();
+    let total = addresses.len();
+    let checked = !spec.health_checks().is_empty();
+    let (status, reason, message) = ready_condition(ready, total, checked);
+    let ready_condition = condition(previous, READY, status, reason, message, generation, now);
+    let (status, reason, message) = reconciled_condition(outcome);
+    let reconciled = condition(
+        previous, RECONCILED, status, reason, message, generation, now,
+    );
+    ExternalServiceStatus {
+        observed_generation: generation,
+        conditions: vec![ready_condition, reconciled],
+        ready: Some(format!("{ready}/{total}")),
+        ports: Some(ports_summary(spec)),
+        ready_addresses: i32::try_from(ready).unwrap_or(i32::MAX),
+        total_addresses: i32::try_from(total).unwrap_or(i32::MAX),
+        addresses,
+    }
+}
+
+/// Every published IP, then every name that resolves to nothing (never ready).
+fn address_statuses(published: &Published) -> Vec<AddressStatus> {
+    let ips = published.addresses.iter().map(|a| AddressStatus {
+        address: a.ip.to_string(),
+        resolved_from: a.resolved_from.as_ref().map(ToString::to_string),
+        ready: a.ready,
+        message: None,
+    });
+    let unresolved = published.unresolved.iter().map(|u| AddressStatus {
         address: u.name.to_string(),
         resolved_from: None,
         ready: false,
         message: Some(u.reason.clone()),
-    }));
+    });
+    ips.chain(unresolved).collect()
+}
 
-    let (ready_status, ready_reason) = match ready {
+/// `Ready`: true while any address is; its message counts them.
+fn ready_condition(
+    ready: usize,
+    total: usize,
+    checked: bool,
+) -> (&'static str, &'static str, String) {
+    let (status, reason) = match ready {
         0 => ("False", "NoAddressReady"),
         n if n == total => ("True", "AllAddressesReady"),
         _ => ("True", "SomeAddressesReady"),
     };
-    let ready_message = if !spec.health_checks().is_empty() && ready < total {
+    let message = if checked && ready < total {
         format!(
             "{ready} of {total} addresses ready; the others have not passed their health checks"
         )
     } else {
         format!("{ready} of {total} addresses ready")
     };
-    let (reconciled_status, reconciled_reason, reconciled_message) = match outcome {
+    (status, reason, message)
+}
+
+/// `Reconciled`: whether every child was applied.
+fn reconciled_condition(outcome: &Outcome) -> (&'static str, &'static str, String) {
+    match outcome {
         Outcome::Applied => (
             "True",
             "ChildrenApplied",
             "Service, EndpointSlices, Endpoints and Ingress match the spec".to_owned(),
         ),
         Outcome::Failed(message) => ("False", "ApplyFailed", message.clone()),
-    };
-    let conditions = vec![
-        condition(
-            previous,
-            READY,
-            ready_status,
-            ready_reason,
-            ready_message,
-            generation,
-            now,
-        ),
-        condition(
-            previous,
-            RECONCILED,
-            reconciled_status,
-            reconciled_reason,
-            reconciled_message,
-            generation,
-            now,
-        ),
-    ];
-    ExternalServiceStatus {
-        observed_generation: generation,
-        conditions,
-        ready: Some(format!("{ready}/{total}")),
-        ports: Some(
-            spec.ports()
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}:{}/{}",
-                        p.name,
-                        p.number,
-                        super::service::protocol(p.protocol)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        ready_addresses: i32::try_from(ready).unwrap_or(i32::MAX),
-        total_addresses: i32::try_from(total).unwrap_or(i32::MAX),
-        addresses,
     }
+}
+
+/// The ports as `kubectl get` shows them: `https:443/TCP,metrics:9100/TCP`.
+fn ports_summary(spec: &ServiceSpec) -> String {
+    spec.ports()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}/{}",
+                p.name,
+                p.number,
+                super::service::protocol(p.protocol)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The status for a spec that does not validate: the children stay as they were, and

@@ -105,15 +105,8 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
-    let installation = loop {
-        match store.installation().await {
-            Ok(id) => break id.to_string(),
-            Err(error) => log("read the installation's identity", &error),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(POLL) => {}
-        }
+    let Some(installation) = read_installation(&store, &shutdown).await else {
+        return;
     };
     let mirror = Arc::new(Mirror {
         store,
@@ -125,12 +118,15 @@ pub async fn run(
         unknown: Mutex::default(),
     });
     let mut events = std::pin::pin!(events);
-    let mut queue: BTreeSet<Key> = BTreeSet::new();
-    let mut retry: BTreeSet<Key> = BTreeSet::new();
+    let mut due = Due {
+        outbox: true,
+        full_pass: true,
+        ..Due::default()
+    };
     let mut listener = None;
     let mut poll = tokio::time::interval(POLL);
     let mut full_pass = tokio::time::interval(FULL_PASS);
-    let (mut outbox_due, mut full_pass_due, mut cache_ready) = (true, true, false);
+    let mut cache_ready = false;
 
     loop {
         if listener.is_none() {
@@ -151,13 +147,13 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             event = events.next() => match event {
                 Some(Ok(service)) => {
-                    queue.insert((service.namespace().unwrap_or_default(), service.name_any()));
+                    due.names.insert((service.namespace().unwrap_or_default(), service.name_any()));
                 }
                 Some(Err(error)) => log("watch ExternalServices", &error),
                 None => return,
             },
             healthy = notified => {
-                outbox_due = true;
+                due.outbox = true;
                 if !healthy {
                     listener = None;
                 }
@@ -165,37 +161,45 @@ pub async fn run(
             // The first full list of the cluster's side arrived: start comparing.
             Ok(()) = mirror.cache.wait_until_ready(), if !cache_ready => {}
             _ = poll.tick() => {
-                outbox_due = true;
-                queue.append(&mut retry);
+                due.outbox = true;
+                due.names.append(&mut due.failed);
             }
-            _ = full_pass.tick() => full_pass_due = true,
+            _ = full_pass.tick() => due.full_pass = true,
         }
         // Comparing needs the cluster's side: until the watch has listed everything, only
         // collect work. (The watch stream fills the cache only while it is polled above.)
         cache_ready = mirror.cache.wait_until_ready().now_or_never().is_some();
-        if !cache_ready {
-            continue;
+        if cache_ready {
+            mirror.work(&mut due).await;
         }
-        if full_pass_due {
-            full_pass_due = false;
-            match mirror.store.service_keys(mirror.namespace.as_deref()).await {
-                Ok(keys) => queue.extend(keys),
-                Err(error) => log("list registrations", &error),
-            }
-            queue.extend(
-                mirror
-                    .cache
-                    .state()
-                    .iter()
-                    .map(|s| (s.namespace().unwrap_or_default(), s.name_any())),
-            );
+    }
+}
+
+/// What the loop owes the cluster.
+#[derive(Default)]
+struct Due {
+    /// Names to sync now.
+    names: BTreeSet<Key>,
+    /// Names whose sync failed, for the next poll rather than a tight loop.
+    failed: BTreeSet<Key>,
+    /// The outbox may hold rows.
+    outbox: bool,
+    /// Every name, registered or in the cluster, is to be synced.
+    full_pass: bool,
+}
+
+/// This installation's identity, read from the database (retried until it answers);
+/// `None` on shutdown.
+async fn read_installation(store: &Store, shutdown: &CancellationToken) -> Option<String> {
+    loop {
+        match store.installation().await {
+            Ok(id) => return Some(id.to_string()),
+            Err(error) => log("read the installation's identity", &error),
         }
-        if outbox_due {
-            outbox_due = !mirror.drain_outbox().await;
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(POLL) => {}
         }
-        let keys = std::mem::take(&mut queue);
-        // Failed names wait for the next poll rather than being retried in a tight loop.
-        retry.extend(mirror.sync_all(keys).await);
     }
 }
 
@@ -204,6 +208,27 @@ fn log(action: &str, error: &dyn std::error::Error) {
 }
 
 impl Mirror {
+    /// Pays what is due: a full pass, the outbox, then the names collected.
+    async fn work(self: &Arc<Self>, due: &mut Due) {
+        if std::mem::take(&mut due.full_pass) {
+            match self.store.service_keys(self.namespace.as_deref()).await {
+                Ok(keys) => due.names.extend(keys),
+                Err(error) => log("list registrations", &error),
+            }
+            due.names.extend(
+                self.cache
+                    .state()
+                    .iter()
+                    .map(|s| (s.namespace().unwrap_or_default(), s.name_any())),
+            );
+        }
+        if due.outbox {
+            due.outbox = !self.drain_outbox().await;
+        }
+        let names = std::mem::take(&mut due.names);
+        due.failed.extend(self.sync_all(names).await);
+    }
+
     /// Syncs `keys`, a few at a time; returns those that failed.
     async fn sync_all(self: &Arc<Self>, keys: BTreeSet<Key>) -> Vec<Key> {
         futures::stream::iter(keys)
