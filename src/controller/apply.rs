@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,6 +135,17 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "{kind} {name} exists and was not made by extsvc for this ExternalService; it is left alone (delete it, or register under another name)"
+    )]
+    Taken { kind: String, name: String },
+    #[error("could not look up {kind} {name}")]
+    Find {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("could not delete {kind} {name}")]
     Delete {
         kind: String,
@@ -150,6 +161,59 @@ where
     K::DynamicType: Default,
 {
     K::kind(&K::DynamicType::default()).into_owned()
+}
+
+/// Whether `object` is a child of the resource with uid `owner`: only those are ever
+/// changed or deleted.
+pub fn owned_by<K: Resource>(object: &K, owner: &str) -> bool {
+    object
+        .owner_references()
+        .iter()
+        .any(|reference| reference.controller == Some(true) && reference.uid == owner)
+}
+
+/// Applies `desired`, a child of the resource with uid `owner`, when `cached` (the
+/// watch's copy of that name) or, failing that, the object the API server has under its
+/// name is ours or absent. Anything else there (made by hand, by another controller, or
+/// left by a deleted resource of the same name) is never taken over.
+pub async fn apply_owned<K>(
+    api: &Api<K>,
+    desired: K,
+    cached: Option<&K>,
+    owner: &str,
+) -> Result<u32, ApplyError>
+where
+    K: Child + Clone + Debug + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let name = desired.name_any();
+    let taken = || ApplyError::Taken {
+        kind: kind_of::<K>(),
+        name: name.clone(),
+    };
+    if let Some(cached) = cached {
+        return if owned_by(cached, owner) {
+            apply(api, desired, Some(cached)).await
+        } else {
+            Err(taken())
+        };
+    }
+    // Not in the cache: new, or ours and not seen yet, or someone else's (the cache holds
+    // only objects labelled as ours). A list by name is a consistent read, and RBAC
+    // grants it where it grants no get.
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    let found = api
+        .list(&by_name)
+        .await
+        .map_err(|source| ApplyError::Find {
+            kind: kind_of::<K>(),
+            name: name.clone(),
+            source,
+        })?;
+    match found.items.first() {
+        Some(live) if !owned_by(live, owner) => Err(taken()),
+        live => apply(api, desired, live).await,
+    }
 }
 
 /// Applies `desired` unless `live` is current. Returns how many writes it took: none,

@@ -495,6 +495,7 @@ impl Context {
         let caches = &self.caches;
 
         self.apply(
+            owner,
             Kind::Service,
             desired_service(owner, spec),
             &caches.services,
@@ -504,7 +505,7 @@ impl Context {
         let slices = desired_endpoint_slices(owner, spec, addresses);
         let wanted: HashSet<String> = slices.iter().map(ResourceExt::name_any).collect();
         for slice in slices {
-            self.apply(Kind::EndpointSlice, slice, &caches.slices)
+            self.apply(owner, Kind::EndpointSlice, slice, &caches.slices)
                 .await?;
         }
         let stale: Vec<String> = caches
@@ -514,10 +515,7 @@ impl Context {
             .filter(|live| {
                 live.namespace().as_deref() == Some(namespace)
                     && live.labels().get(SERVICE_NAME_LABEL) == Some(&owner.name)
-                    && live
-                        .owner_references()
-                        .iter()
-                        .any(|o| o.uid == owner.reference.uid)
+                    && apply::owned_by(live.as_ref(), &owner.reference.uid)
                     && !wanted.contains(&live.name_any())
             })
             .map(|live| live.name_any())
@@ -529,6 +527,7 @@ impl Context {
 
         if self.settings.legacy_endpoints {
             self.apply(
+                owner,
                 Kind::Endpoints,
                 desired_endpoints(owner, spec, addresses),
                 &caches.endpoints,
@@ -541,7 +540,7 @@ impl Context {
 
         match desired_ingress(owner, spec) {
             Some(ingress) => {
-                self.apply(Kind::Ingress, ingress, &caches.ingresses)
+                self.apply(owner, Kind::Ingress, ingress, &caches.ingresses)
                     .await?
             }
             None if self.owned(&caches.ingresses, owner) => {
@@ -560,14 +559,17 @@ impl Context {
     {
         cache
             .get(&ObjectRef::new(&owner.name).within(&owner.namespace))
-            .is_some_and(|live| {
-                live.owner_references()
-                    .iter()
-                    .any(|o| o.uid == owner.reference.uid)
-            })
+            .is_some_and(|live| apply::owned_by(live.as_ref(), &owner.reference.uid))
     }
 
-    async fn apply<K>(&self, kind: Kind, desired: K, cache: &Store<K>) -> Result<(), ApplyError>
+    /// Applies `desired`, a child of `owner`, unless someone else's object has its name.
+    async fn apply<K>(
+        &self,
+        owner: &Owner,
+        kind: Kind,
+        desired: K,
+        cache: &Store<K>,
+    ) -> Result<(), ApplyError>
     where
         K: apply::Child<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
@@ -576,9 +578,10 @@ impl Context {
             + 'static,
     {
         let namespace = desired.namespace().unwrap_or_default();
-        let live = cache.get(&ObjectRef::new(&desired.name_any()).within(&namespace));
+        let cached = cache.get(&ObjectRef::new(&desired.name_any()).within(&namespace));
         let api = Api::<K>::namespaced(self.client.clone(), &namespace);
-        for _ in 0..apply::apply(&api, desired, live.as_deref()).await? {
+        let owner = &owner.reference.uid;
+        for _ in 0..apply::apply_owned(&api, desired, cached.as_deref(), owner).await? {
             self.metrics.count_write(kind, Operation::Apply);
         }
         Ok(())

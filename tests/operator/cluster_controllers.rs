@@ -14,24 +14,13 @@ use reqwest::StatusCode;
 
 use crate::controlplane::ControlPlane;
 use crate::helpers::{
-    Site, TestOperator, absent, control_plane, eventually, existing, registration,
+    Site, TestOperator, absent, collecting_control_plane, control_plane, eventually, existing,
+    registration,
 };
 
 /// The label the EndpointSlice mirroring controller puts on the slices it makes.
 const MIRRORED: &str =
     "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io";
-
-/// The shared control plane, once its garbage collector knows ExternalServices.
-async fn collecting_control_plane() -> &'static ControlPlane {
-    static KNOWN: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
-    let cp = control_plane().await;
-    KNOWN
-        .get_or_init(|| {
-            cp.wait_until_garbage_collector_knows("extsvc.dev/v1alpha1", "ExternalService")
-        })
-        .await;
-    cp
-}
 
 /// Waits until service `name` has all its children: a Service, three EndpointSlices,
 /// Endpoints and an Ingress (the shape of [`registration`]).

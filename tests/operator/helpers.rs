@@ -38,6 +38,18 @@ pub async fn control_plane() -> &'static ControlPlane {
     cp
 }
 
+/// The shared control plane, once its garbage collector knows ExternalServices.
+pub async fn collecting_control_plane() -> &'static ControlPlane {
+    static KNOWN: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let cp = control_plane().await;
+    KNOWN
+        .get_or_init(|| {
+            cp.wait_until_garbage_collector_knows("extsvc.dev/v1alpha1", "ExternalService")
+        })
+        .await;
+    cp
+}
+
 /// A fresh namespace on a control plane and a fresh database: where the replicas of one
 /// operator run.
 pub struct Site {

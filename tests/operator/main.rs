@@ -23,5 +23,6 @@ mod installation;
 mod metrics;
 mod outage;
 mod outbox;
+mod ownership;
 mod repair;
 mod replicas;
