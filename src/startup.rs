@@ -98,10 +98,12 @@ impl Application {
         let share = database.max_connections().div_ceil(workers as u32);
         let api_metrics = web::Data::new(metrics);
         let liveness = web::Data::new(liveness);
+        let served = web::Data::new(api::Served(settings.kubernetes.watch_namespace.clone()));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(database.store(share)))
                 .app_data(web::Data::new(api::Readiness(database.store(1))))
+                .app_data(served.clone())
                 .app_data(api_metrics.clone())
                 .app_data(liveness.clone())
                 .configure(api::configure)

@@ -11,6 +11,7 @@ mod system;
 pub use body::MAX_BODY_BYTES;
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};
+pub use services::Served;
 pub use system::{Liveness, Readiness};
 
 use actix_web::{HttpResponse, web};

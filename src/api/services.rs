@@ -49,6 +49,23 @@ pub(super) fn existing_key(namespace: &str, name: &str) -> Result<(), ApiError> 
     })
 }
 
+/// The one namespace this installation writes to the cluster (`--watch-namespace`), or
+/// `None` for all of them.
+pub struct Served(pub Option<String>);
+
+impl Served {
+    /// Refuses a write that the mirror would never deliver.
+    fn check(&self, namespace: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(served) if served != namespace => Err(ApiError::NamespaceNotServed {
+                namespace: namespace.to_owned(),
+                served: served.clone(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn path_of(namespace: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{namespace}/external-services/{name}")
 }
@@ -108,7 +125,7 @@ fn precondition(request: &HttpRequest) -> Result<Option<Precondition>, ApiError>
         (status = 201, description = "Registered", body = ExternalServiceDocument,
             headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Creating it would pass the namespace's cap on registrations", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Creating it would pass the namespace's cap on registrations, or the namespace is not the one this installation serves", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON or YAML", body = Problem, content_type = "application/problem+json"),
@@ -120,8 +137,10 @@ pub async fn register_service(
     path: web::Path<String>,
     payload: web::Payload,
     store: web::Data<Store>,
+    served: web::Data<Served>,
 ) -> Result<HttpResponse, ApiError> {
     let namespace = path.into_inner();
+    served.check(&namespace)?;
     let received = read_document(&request, payload).await?;
     let registration = Registration::parse(received.document.clone(), &namespace, None)
         .map_err(|errors| received.locate(errors))?;
@@ -184,7 +203,7 @@ pub async fn get_service(
         (status = 201, description = "Created", body = ExternalServiceDocument,
             headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Creating it would pass the namespace's cap on registrations", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Creating it would pass the namespace's cap on registrations, or the namespace is not the one this installation serves", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag in If-Match is stale", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON or YAML", body = Problem, content_type = "application/problem+json"),
@@ -196,8 +215,10 @@ pub async fn replace_service(
     path: web::Path<(String, String)>,
     payload: web::Payload,
     store: web::Data<Store>,
+    served: web::Data<Served>,
 ) -> Result<HttpResponse, ApiError> {
     let (namespace, name) = path.into_inner();
+    served.check(&namespace)?;
     let precondition = precondition(&request)?;
     let received = read_document(&request, payload).await?;
     let registration = Registration::parse(received.document.clone(), &namespace, Some(&name))
@@ -229,6 +250,7 @@ pub async fn replace_service(
     ),
     responses(
         (status = 200, description = "Deleted; the service as it was", body = ExternalServiceDocument),
+        (status = 403, description = "The namespace is not the one this installation serves", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag in If-Match is stale", body = Problem, content_type = "application/problem+json"),
     )
@@ -237,9 +259,11 @@ pub async fn delete_service(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     store: web::Data<Store>,
+    served: web::Data<Served>,
 ) -> Result<HttpResponse, ApiError> {
     let (namespace, name) = path.into_inner();
     existing_key(&namespace, &name)?;
+    served.check(&namespace)?;
     let precondition = precondition(&request)?;
     let deleted = store
         .delete_service(&namespace, &name, precondition.as_ref())

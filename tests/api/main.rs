@@ -15,7 +15,7 @@ mod health;
 mod legacy;
 mod listing;
 mod logs;
-mod namespace_cap;
+mod namespaces;
 mod openapi;
 mod system;
 mod validation;

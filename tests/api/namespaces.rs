@@ -1,4 +1,5 @@
-//! A namespace holds at most `--max-services-per-namespace` registrations.
+//! Which namespaces take writes: at most `--max-services-per-namespace` registrations in
+//! each, and only the `--watch-namespace` when one is set.
 
 use reqwest::StatusCode;
 
@@ -49,4 +50,30 @@ async fn a_full_namespace_refuses_new_names_and_still_takes_changes() {
     // Room again after a delete.
     assert!(app.delete("team", "b").await.status().is_success());
     app.register("team", "c").await;
+}
+
+#[tokio::test]
+async fn with_a_watch_namespace_writes_to_another_namespace_are_refused_not_lost() {
+    let app =
+        spawn_app_with(|settings| settings.kubernetes.watch_namespace = Some("team".into())).await;
+    app.register("team", "a").await;
+
+    for response in [
+        app.post("other", &document("b")).await,
+        app.put("other", "b", &document("b")).await,
+        app.delete("other", "b").await,
+    ] {
+        let refused = problem(response, StatusCode::FORBIDDEN).await;
+        assert_eq!(
+            refused["type"],
+            "https://extsvc.dev/problems/namespace-not-served"
+        );
+        assert_eq!(refused["errors"][0]["parameter"], "namespace");
+        assert_eq!(refused["errors"][0]["detail"], "must be team");
+    }
+    assert_eq!(
+        app.get(&app.item("other", "b")).await.status(),
+        StatusCode::NOT_FOUND,
+        "nothing written"
+    );
 }
