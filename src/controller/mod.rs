@@ -127,6 +127,9 @@ struct Context {
     settings: Settings,
 }
 
+/// How soon a resource whose child's name someone else holds looks at it again.
+const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(10);
+
 /// How often the probe engine drops the services of deleted resources.
 const FORGET_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -335,6 +338,7 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         .await;
     let outcome = match &applied {
         Ok(()) => Outcome::Applied,
+        Err(conflict @ ApplyError::Taken { .. }) => Outcome::NameConflict(conflict.to_string()),
         Err(error) => Outcome::Failed(crate::telemetry::chain(error)),
     };
     let previous = cr.status.as_ref();
@@ -347,17 +351,20 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         &now,
     );
     let changes = readiness_changes(previous, &status);
-    context.write_status(&cr, &owner, status).await?;
-    context
-        .announce(&cr, &changes, applied.as_ref().err())
-        .await;
-    applied?;
+    let written = context.write_status(&cr, &owner, status).await?;
+    context.announce(&cr, &changes, &outcome, written).await;
+    let retry = match applied {
+        // Not a failure of ours: the name is looked at again shortly, however long it
+        // stays taken, so that the registration proceeds once it is free.
+        Err(ApplyError::Taken { .. }) => Some(NAME_CONFLICT_RETRY),
+        other => other.map(|()| None)?,
+    };
     timer.succeeded();
     context.succeeded(&cr);
-    Ok(if names.is_empty() {
-        Action::await_change()
-    } else {
-        Action::requeue(context.resolver.refresh())
+    Ok(match retry {
+        Some(delay) => Action::requeue(delay),
+        None if names.is_empty() => Action::await_change(),
+        None => Action::requeue(context.resolver.refresh()),
     })
 }
 
@@ -444,12 +451,14 @@ impl Context {
         published
     }
 
-    /// One Event for the readiness changes of a reconcile, and one if applying failed.
+    /// One Event for the readiness changes of a reconcile, one if applying failed, and
+    /// one when a name conflict is news (`written`: the status just changed).
     async fn announce(
         &self,
         cr: &ExternalService,
         changes: &[(String, bool)],
-        failed: Option<&ApplyError>,
+        outcome: &Outcome,
+        written: bool,
     ) {
         if let Some((warning, note)) = readiness_event(changes) {
             let (kind, reason) = if warning {
@@ -459,10 +468,23 @@ impl Context {
             };
             self.event(cr, kind, reason, "Probe", note).await;
         }
-        if let Some(error) = failed {
-            let note = crate::telemetry::chain(error);
-            self.event(cr, EventType::Warning, "ApplyFailed", "Apply", note)
+        match outcome {
+            Outcome::Applied => {}
+            Outcome::Failed(note) => {
+                self.event(cr, EventType::Warning, "ApplyFailed", "Apply", note.clone())
+                    .await;
+            }
+            Outcome::NameConflict(note) if written => {
+                self.event(
+                    cr,
+                    EventType::Warning,
+                    "NameConflict",
+                    "Apply",
+                    note.clone(),
+                )
                 .await;
+            }
+            Outcome::NameConflict(_) => {}
         }
     }
 

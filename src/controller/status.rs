@@ -15,6 +15,8 @@ pub enum Outcome {
     Applied,
     /// Applying a child failed; the message says which and why.
     Failed(String),
+    /// Someone else's object holds a child's name; the message says which.
+    NameConflict(String),
 }
 
 /// The status for a valid spec. Conditions keep their transition time while their
@@ -95,6 +97,7 @@ fn reconciled_condition(outcome: &Outcome) -> (&'static str, &'static str, Strin
             "Service, EndpointSlices, Endpoints and Ingress match the spec".to_owned(),
         ),
         Outcome::Failed(message) => ("False", "ApplyFailed", message.clone()),
+        Outcome::NameConflict(message) => ("False", "NameConflict", message.clone()),
     }
 }
 
