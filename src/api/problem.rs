@@ -72,10 +72,6 @@ pub enum ApiError {
     #[error("external service {namespace}/{name} already exists")]
     AlreadyExists { namespace: String, name: String },
     #[error(
-        "this installation serves namespace {served} only (its --watch-namespace); a write to {namespace} would never reach the cluster"
-    )]
-    NamespaceNotServed { namespace: String, served: String },
-    #[error(
         "namespace {namespace} already holds {limit} external services, the most allowed (the server's --max-services-per-namespace)"
     )]
     NamespaceFull { namespace: String, limit: u32 },
@@ -130,9 +126,6 @@ impl ApiError {
             Self::NotFound { .. } => ("not-found", "Not found"),
             Self::AlreadyExists { .. } => ("already-exists", "Already exists"),
             Self::NamespaceFull { .. } => ("quota-exceeded", "The namespace is full"),
-            Self::NamespaceNotServed { .. } => {
-                ("namespace-not-served", "The namespace is not served here")
-            }
             Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
             Self::ReadOnly { .. } => ("read-only", "Read-only: made in the cluster"),
             Self::NoRoute => ("not-found", "Not found"),
@@ -157,11 +150,6 @@ impl ApiError {
                 pointer: None,
                 parameter: Some((*parameter).to_owned()),
                 detail: detail.clone(),
-            }],
-            Self::NamespaceNotServed { served, .. } => vec![ProblemField {
-                pointer: None,
-                parameter: Some("namespace".to_owned()),
-                detail: format!("must be {served}"),
             }],
             _ => Vec::new(),
         };
@@ -197,7 +185,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NamespaceFull { .. } | Self::NamespaceNotServed { .. } => StatusCode::FORBIDDEN,
+            Self::NamespaceFull { .. } => StatusCode::FORBIDDEN,
             Self::AlreadyExists { .. }
             | Self::ReadOnly { .. }
             | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,

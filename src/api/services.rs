@@ -5,7 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::domain::{DnsLabel, LabelSelector, Registration, ServiceName};
+use crate::domain::{
+    DnsLabel, FieldError, LabelSelector, Registration, ServiceName, ValidationErrors,
+};
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
 
@@ -57,10 +59,14 @@ impl Served {
     /// Refuses a write that the mirror would never deliver.
     fn check(&self, namespace: &str) -> Result<(), ApiError> {
         match &self.0 {
-            Some(served) if served != namespace => Err(ApiError::NamespaceNotServed {
-                namespace: namespace.to_owned(),
-                served: served.clone(),
-            }),
+            Some(served) if served != namespace => {
+                Err(ApiError::Invalid(ValidationErrors(vec![FieldError {
+                    pointer: "/metadata/namespace".to_owned(),
+                    detail: format!(
+                        "this installation serves namespace {served} only (its --watch-namespace); a write to {namespace} would never reach the cluster"
+                    ),
+                }])))
+            }
             _ => Ok(()),
         }
     }
@@ -125,11 +131,11 @@ fn precondition(request: &HttpRequest) -> Result<Option<Precondition>, ApiError>
         (status = 201, description = "Registered", body = ExternalServiceDocument,
             headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Creating it would pass the namespace's cap on registrations, or the namespace is not the one this installation serves", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Creating it would pass the namespace's cap on registrations", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON or YAML", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid document", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid document, or a namespace this installation does not serve", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn register_service(
@@ -203,11 +209,11 @@ pub async fn get_service(
         (status = 201, description = "Created", body = ExternalServiceDocument,
             headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Creating it would pass the namespace's cap on registrations, or the namespace is not the one this installation serves", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Creating it would pass the namespace's cap on registrations", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag in If-Match is stale", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON or YAML", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid document", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid document, or a namespace this installation does not serve", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn replace_service(
@@ -250,7 +256,7 @@ pub async fn replace_service(
     ),
     responses(
         (status = 200, description = "Deleted; the service as it was", body = ExternalServiceDocument),
-        (status = 403, description = "The namespace is not the one this installation serves", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The namespace is not the one this installation serves (`/metadata/namespace`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag in If-Match is stale", body = Problem, content_type = "application/problem+json"),
     )

@@ -63,13 +63,10 @@ async fn with_a_watch_namespace_writes_to_another_namespace_are_refused_not_lost
         app.put("other", "b", &document("b")).await,
         app.delete("other", "b").await,
     ] {
-        let refused = problem(response, StatusCode::FORBIDDEN).await;
-        assert_eq!(
-            refused["type"],
-            "https://extsvc.dev/problems/namespace-not-served"
-        );
-        assert_eq!(refused["errors"][0]["parameter"], "namespace");
-        assert_eq!(refused["errors"][0]["detail"], "must be team");
+        let refused = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(refused["errors"][0]["pointer"], "/metadata/namespace");
+        let detail = refused["errors"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains("serves namespace team only"), "{detail}");
     }
     assert_eq!(
         app.get(&app.item("other", "b")).await.status(),
