@@ -129,19 +129,29 @@ async fn fields_another_manager_adds_to_a_child_are_removed_then_nothing_is_writ
     .await;
 
     // Repaired for good: a reconcile (woken by a label someone adds to the resource)
-    // finds nothing to write.
-    let writes = op.metric("extsvc_kubernetes_writes_total").await;
-    let reconciles = op.metric("extsvc_reconciles_total").await;
-    let label = json!({"metadata": {"labels": {"touched-by": "intruder"}}});
-    op.external_services()
-        .patch("billing-db", &PatchParams::default(), &Patch::Merge(&label))
-        .await
-        .unwrap();
-    eventually(30, "a reconcile after the label", || async {
-        (op.metric("extsvc_reconciles_total").await > reconciles).then_some(())
-    })
-    .await;
-    assert_eq!(op.metric("extsvc_kubernetes_writes_total").await, writes);
+    // finds nothing to write. The cluster's endpoints controller may still write the
+    // Endpoints once more (it saw the selector late), which a reconcile rightly repairs;
+    // a child that is never right would cost a write in every round.
+    let mut rounds = Vec::new();
+    for round in 0..5 {
+        let writes = op.metric("extsvc_kubernetes_writes_total").await;
+        let reconciles = op.metric("extsvc_reconciles_total").await;
+        let label = json!({"metadata": {"labels": {"touched-by": format!("intruder-{round}")}}});
+        op.external_services()
+            .patch("billing-db", &PatchParams::default(), &Patch::Merge(&label))
+            .await
+            .unwrap();
+        eventually(30, "a reconcile after the label", || async {
+            (op.metric("extsvc_reconciles_total").await > reconciles).then_some(())
+        })
+        .await;
+        let written = op.metric("extsvc_kubernetes_writes_total").await - writes;
+        if written == 0.0 {
+            return;
+        }
+        rounds.push(written);
+    }
+    panic!("every reconcile wrote something: {rounds:?} writes in 5 rounds");
 }
 
 #[tokio::test]
