@@ -26,9 +26,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use extsvc::domain::{DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
+use extsvc::domain::{AddressPolicy, DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
 use extsvc::metrics::{Exposition, Metrics};
-use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Engine, ProbedAddress, Tls, probe_targets};
+use extsvc::probe::{DEFAULT_MAX_IN_FLIGHT, Dialer, Engine, ProbedAddress, Tls, probe_targets};
 use extsvc::resource::{ExternalServiceSpec, ProbeResult};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -194,12 +194,14 @@ async fn run() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // Nothing here acts on readiness changes; a dropped receiver makes the engine's
     // wake-ups fail silently instead of queueing.
-    let (engine, _) = Engine::start(
-        Tls::from_system_roots()?,
-        max_in_flight,
-        metrics.clone(),
-        shutdown.clone(),
-    )?;
+    // The backends are on loopback, which the default address policy denies.
+    let dialer = Dialer {
+        tls: Tls::from_system_roots()?,
+        policy: std::sync::Arc::new(
+            AddressPolicy::parse(Some("none"), None).map_err(std::io::Error::other)?,
+        ),
+    };
+    let (engine, _) = Engine::start(dialer, max_in_flight, metrics.clone(), shutdown.clone())?;
 
     let namespace = DnsLabel::parse("bench")?;
     let mut keys = Vec::new();

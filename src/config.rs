@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+use crate::domain::AddressPolicy;
+
 /// What `extsvc serve` needs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -28,6 +30,18 @@ pub struct Settings {
         default_value_t = 5000
     )]
     pub max_services_per_namespace: u32,
+    /// Backend addresses denied besides the built-in ranges (loopback, link-local with the
+    /// cloud metadata services, unspecified, multicast, broadcast): comma-separated CIDR
+    /// ranges, or `none` to deny nothing at all (tests only).
+    #[arg(long, env = "EXTSVC_DENIED_CIDRS")]
+    pub denied_cidrs: Option<String>,
+    /// Exceptions to every denied range, the built-in ones included.
+    #[arg(long, env = "EXTSVC_ALLOWED_CIDRS")]
+    pub allowed_cidrs: Option<String>,
+    /// The cluster's own pod and Service ranges, denied so that no registration reaches
+    /// into the cluster.
+    #[arg(long, env = "EXTSVC_CLUSTER_CIDRS")]
+    pub cluster_cidrs: Option<String>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "EXTSVC_WORKERS")]
     pub workers: Option<usize>,
@@ -59,6 +73,18 @@ pub struct KubernetesSettings {
     /// This replica's name in the election (default: host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+}
+
+impl Settings {
+    /// The address policy the flags describe.
+    pub fn address_policy(&self) -> Result<AddressPolicy, String> {
+        let mut policy =
+            AddressPolicy::parse(self.denied_cidrs.as_deref(), self.allowed_cidrs.as_deref())?;
+        if let Some(cluster) = &self.cluster_cidrs {
+            policy.deny(cluster, "the cluster's own range")?;
+        }
+        Ok(policy)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -17,7 +18,7 @@ use crate::config::{KubernetesSettings, Settings};
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
 use crate::k8s::{MIRROR_MANAGER, crd, mirror};
 use crate::metrics::Metrics;
-use crate::probe::{self, DEFAULT_MAX_IN_FLIGHT, Engine, Tls};
+use crate::probe::{self, DEFAULT_MAX_IN_FLIGHT, Dialer, Engine, Tls};
 use crate::store::{Database, Store, StoreError};
 use crate::{api, controller};
 
@@ -40,6 +41,8 @@ pub enum StartupError {
     ReadKubeconfig(#[source] kube::config::KubeconfigError),
     #[error("could not install the ExternalService CRD")]
     InstallCrd(#[source] kube::Error),
+    #[error("the address policy is not valid: {0}")]
+    AddressPolicy(String),
     #[error("could not set up TLS for HTTPS health checks")]
     ProbeTls(#[source] rustls::Error),
 }
@@ -73,6 +76,11 @@ impl Application {
         let port = listener.local_addr().map_err(StartupError::Serve)?.port();
         let metrics = Metrics::default();
         let liveness = api::Liveness::default();
+        let policy = Arc::new(
+            settings
+                .address_policy()
+                .map_err(StartupError::AddressPolicy)?,
+        );
 
         let kubernetes = match kube_client(&settings.kubernetes).await? {
             Some(client) => {
@@ -80,9 +88,12 @@ impl Application {
                     install_crd(&client, &crd::crd()).await?;
                 }
                 let shutdown = CancellationToken::new();
-                let tls = Tls::from_system_roots().map_err(StartupError::ProbeTls)?;
+                let dialer = Dialer {
+                    tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
+                    policy: policy.clone(),
+                };
                 let roles = spawn_leader_roles(
-                    tls,
+                    dialer,
                     client,
                     database.store(4),
                     metrics.clone(),
@@ -99,11 +110,13 @@ impl Application {
         let api_metrics = web::Data::new(metrics);
         let liveness = web::Data::new(liveness);
         let served = web::Data::new(api::Served(settings.kubernetes.watch_namespace.clone()));
+        let policy = web::Data::from(policy);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(database.store(share)))
                 .app_data(web::Data::new(api::Readiness(database.store(1))))
                 .app_data(served.clone())
+                .app_data(policy.clone())
                 .app_data(api_metrics.clone())
                 .app_data(liveness.clone())
                 .configure(api::configure)
@@ -199,7 +212,7 @@ async fn install_crd(
 /// Lease. Any of them, or the election, ending before `shutdown` (or panicking) fails
 /// `liveness`.
 fn spawn_leader_roles(
-    tls: Tls,
+    dialer: Dialer,
     client: kube::Client,
     store: Store,
     metrics: Metrics,
@@ -212,6 +225,7 @@ fn spawn_leader_roles(
     let controller_settings = controller::Settings {
         legacy_endpoints: !settings.no_legacy_endpoints,
         namespace: settings.watch_namespace.clone(),
+        address_policy: dialer.policy.clone(),
         ..controller::Settings::default()
     };
     let roles_liveness = liveness.clone();
@@ -226,11 +240,15 @@ fn spawn_leader_roles(
                 roles_liveness.clone(),
             );
             let namespace = settings.namespace.clone();
-            let tls = tls.clone();
+            let dialer = dialer.clone();
             async move {
                 tracing::info!("leading: running the mirror, the controller and the probes");
-                let started =
-                    Engine::start(tls, DEFAULT_MAX_IN_FLIGHT, metrics.clone(), leading.clone());
+                let started = Engine::start(
+                    dialer,
+                    DEFAULT_MAX_IN_FLIGHT,
+                    metrics.clone(),
+                    leading.clone(),
+                );
                 let (engine, woken) = match started {
                     Ok(started) => started,
                     Err(error) => {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::domain::{
-    DnsLabel, FieldError, LabelSelector, Registration, ServiceName, ValidationErrors,
+    AddressPolicy, DnsLabel, FieldError, LabelSelector, Registration, ServiceName, ValidationErrors,
 };
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
@@ -144,11 +144,16 @@ pub async fn register_service(
     payload: web::Payload,
     store: web::Data<Store>,
     served: web::Data<Served>,
+    policy: web::Data<AddressPolicy>,
 ) -> Result<HttpResponse, ApiError> {
     let namespace = path.into_inner();
     served.check(&namespace)?;
     let received = read_document(&request, payload).await?;
     let registration = Registration::parse(received.document.clone(), &namespace, None)
+        .and_then(|registration| {
+            registration.check_addresses(&policy)?;
+            Ok(registration)
+        })
         .map_err(|errors| received.locate(errors))?;
     let key = registration.key();
     let created = store
@@ -222,12 +227,17 @@ pub async fn replace_service(
     payload: web::Payload,
     store: web::Data<Store>,
     served: web::Data<Served>,
+    policy: web::Data<AddressPolicy>,
 ) -> Result<HttpResponse, ApiError> {
     let (namespace, name) = path.into_inner();
     served.check(&namespace)?;
     let precondition = precondition(&request)?;
     let received = read_document(&request, payload).await?;
     let registration = Registration::parse(received.document.clone(), &namespace, Some(&name))
+        .and_then(|registration| {
+            registration.check_addresses(&policy)?;
+            Ok(registration)
+        })
         .map_err(|errors| received.locate(errors))?;
     let stored = store
         .put_service(&registration, precondition.as_ref())

@@ -34,7 +34,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Address, DnsLabel, ServiceKey, ServiceName, ServiceSpec};
+use crate::domain::{Address, AddressPolicy, DnsLabel, ServiceKey, ServiceName, ServiceSpec};
 use crate::k8s::{
     CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, scoped_api,
 };
@@ -66,6 +66,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Only this namespace, or all of them.
     pub namespace: Option<String>,
+    /// Which addresses DNS names may resolve to.
+    pub address_policy: Arc<AddressPolicy>,
 }
 
 impl Default for Settings {
@@ -75,6 +77,7 @@ impl Default for Settings {
             dns_refresh: Duration::from_secs(30),
             concurrency: 32,
             namespace: None,
+            address_policy: Arc::default(),
         }
     }
 }
@@ -168,7 +171,7 @@ pub async fn run(
             endpoints,
             ingresses,
         },
-        resolver: Resolver::new(settings.dns_refresh),
+        resolver: Resolver::new(settings.dns_refresh, settings.address_policy.clone()),
         metrics,
         settings: settings.clone(),
     });

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 // tokio's clock, so that tests can run time forward.
 use tokio::time::Instant;
 
-use crate::domain::{DnsSubdomain, check_routable};
+use crate::domain::{AddressPolicy, DnsSubdomain, check_routable};
 use crate::sync::lock;
 
 use super::addresses::Resolutions;
@@ -60,6 +60,8 @@ struct Entry {
 /// in twice that long (or two refreshes, if longer) is forgotten.
 pub struct Resolver {
     refresh: Duration,
+    /// Answers in denied ranges are dropped.
+    policy: Arc<AddressPolicy>,
     cache: Mutex<Cache>,
     in_flight: Arc<Semaphore>,
     lookup: Lookup,
@@ -71,13 +73,14 @@ struct Cache {
 }
 
 impl Resolver {
-    pub fn new(refresh: Duration) -> Self {
-        Self::with_lookup(refresh, system_lookup)
+    pub fn new(refresh: Duration, policy: Arc<AddressPolicy>) -> Self {
+        Self::with_lookup(refresh, policy, system_lookup)
     }
 
-    fn with_lookup(refresh: Duration, lookup: Lookup) -> Self {
+    fn with_lookup(refresh: Duration, policy: Arc<AddressPolicy>, lookup: Lookup) -> Self {
         Self {
             refresh,
+            policy,
             cache: Mutex::new(Cache {
                 entries: HashMap::new(),
                 swept: Instant::now(),
@@ -171,14 +174,19 @@ impl Resolver {
         let routable: Vec<IpAddr> = all
             .iter()
             .copied()
-            .filter(|ip| check_routable(*ip).is_ok())
+            .filter(|ip| check_routable(*ip).is_ok() && self.policy.check(*ip).is_ok())
             .take(MAX_IPS_PER_NAME)
             .collect();
-        if routable.is_empty() && !all.is_empty() {
-            return Err(
-                "resolves only to loopback or link-local addresses, which Kubernetes refuses"
-                    .to_owned(),
-            );
+        if routable.is_empty()
+            && let Some(first) = all.first()
+        {
+            let reason = match check_routable(*first) {
+                Ok(_) => self.policy.check(*first).err().unwrap_or_default(),
+                Err(_) => format!("{first} is loopback or link-local, which Kubernetes refuses"),
+            };
+            return Err(format!(
+                "resolves only to addresses it may not use; {reason}"
+            ));
         }
         Ok(routable)
     }
@@ -274,7 +282,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn slow_names_resolve_side_by_side_within_the_deadline_and_absolute() {
-        let resolver = Resolver::with_lookup(Duration::from_secs(30), stand_in);
+        let resolver = Resolver::with_lookup(Duration::from_secs(30), Arc::default(), stand_in);
         let mut wanted = names("slow", LOOKUPS_PER_RECONCILE);
         wanted.extend(names("fast", 20));
 
@@ -295,7 +303,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_name_yields_its_lowest_sixty_four_addresses() {
-        let resolver = Resolver::with_lookup(Duration::from_secs(30), stand_in);
+        let resolver = Resolver::with_lookup(Duration::from_secs(30), Arc::default(), stand_in);
         let resolutions = resolver.resolve(&names("many", 1)).await;
         let expected: Vec<IpAddr> = (0..64u8).map(|i| IpAddr::from([198, 51, 100, i])).collect();
         assert_eq!(resolutions.values().next(), Some(&Ok(expected)));
@@ -303,7 +311,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn lookups_past_their_deadline_keep_their_turn_until_they_return() {
-        let resolver = Resolver::with_lookup(Duration::from_secs(30), stand_in);
+        let resolver = Resolver::with_lookup(Duration::from_secs(30), Arc::default(), stand_in);
         for batch in 0..LOOKUPS_IN_FLIGHT / LOOKUPS_PER_RECONCILE {
             resolver
                 .resolve(&names(&format!("slow{batch}-"), LOOKUPS_PER_RECONCILE))
@@ -324,7 +332,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn names_nobody_asks_for_are_forgotten() {
         let refresh = Duration::from_secs(30);
-        let resolver = Resolver::with_lookup(refresh, stand_in);
+        let resolver = Resolver::with_lookup(refresh, Arc::default(), stand_in);
         let kept = names("kept", 1);
         resolver.resolve(&names("gone", 3)).await;
         resolver.resolve(&kept).await;
@@ -346,5 +354,25 @@ mod tests {
         let (answer, last_good) = settle(Err("no such host".to_owned()), None, Instant::now());
         assert_eq!(answer, Err("no such host".to_owned()));
         assert_eq!(last_good, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_the_address_policy_denies_are_dropped_and_a_name_with_none_left_says_why() {
+        let mut policy = AddressPolicy::default();
+        policy
+            .deny("192.0.2.0/24, 198.51.100.0/25", "denied by configuration")
+            .unwrap();
+        let resolver = Resolver::with_lookup(Duration::from_secs(30), Arc::new(policy), stand_in);
+
+        let only_denied = resolver.resolve(&names("fast", 1)).await;
+        assert_eq!(
+            only_denied.into_values().next().unwrap(),
+            Err("resolves only to addresses it may not use; 192.0.2.1 is in 192.0.2.0/24 (denied by configuration), which the address policy denies".to_owned())
+        );
+        let some_denied = resolver.resolve(&names("many", 1)).await;
+        let expected: Vec<IpAddr> = (128..192u8)
+            .map(|i| IpAddr::from([198, 51, 100, i]))
+            .collect();
+        assert_eq!(some_denied.into_values().next().unwrap(), Ok(expected));
     }
 }

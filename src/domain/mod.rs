@@ -2,6 +2,7 @@
 //! a value of one of them is known to be valid, so nothing downstream re-checks it.
 
 mod address;
+mod address_policy;
 mod health_check;
 mod ingress;
 mod invalid;
@@ -13,6 +14,7 @@ mod registration;
 mod spec;
 
 pub use address::{Address, Endpoint, check_routable};
+pub use address_policy::AddressPolicy;
 pub use health_check::{HealthCheck, HttpProbe, Probe, StatusRanges, Timing, TlsOptions};
 pub use ingress::{Ingress, IngressPath, IngressRule, IngressTls};
 pub use invalid::{Errors, FieldError, FirstSeen, Invalid, Pointer, ValidationErrors};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpStream;
 
-use crate::domain::Probe;
+use crate::domain::{AddressPolicy, Probe};
 pub use crate::metrics::Outcome as Class;
 
 use super::state::Outcome;
@@ -35,6 +35,9 @@ pub enum ProbeError {
     /// A gRPC health answer other than SERVING, or a gRPC error.
     #[error("{0}")]
     Grpc(String),
+    /// Not connected to at all.
+    #[error("not probed: {0}")]
+    Denied(String),
 }
 
 /// How many characters of a backend's own text (a status line, a gRPC message) an error
@@ -129,14 +132,25 @@ impl Tls {
     }
 }
 
+/// How probes reach backends: TLS for HTTPS checks, and the address policy, checked
+/// again just before every connection (a target may predate a stricter policy).
+#[derive(Clone)]
+pub struct Dialer {
+    pub tls: Tls,
+    pub policy: Arc<AddressPolicy>,
+}
+
 /// Runs one probe of `target`.
-pub async fn run(target: &ProbeTarget, tls: &Tls) -> (Outcome, Class) {
+pub async fn run(target: &ProbeTarget, dialer: &Dialer) -> (Outcome, Class) {
     let timeout = target.check.timing.timeout();
     let address = SocketAddr::new(target.ip, target.port);
     let started = Instant::now();
     let at = SystemTime::now();
-    let result = match tokio::time::timeout(timeout, probe(address, &target.check.probe, tls)).await
-    {
+    let probe = async {
+        dialer.policy.check(target.ip).map_err(ProbeError::Denied)?;
+        probe(address, &target.check.probe, &dialer.tls).await
+    };
+    let result = match tokio::time::timeout(timeout, probe).await {
         Ok(result) => result,
         Err(_) => Err(ProbeError::Timeout(timeout)),
     };

@@ -26,7 +26,7 @@ use crate::resource::{
 };
 use crate::sync::lock;
 
-use super::check::{self, Class, Tls};
+use super::check::{self, Class, Dialer};
 use super::state::{CheckState, Outcome, address_state};
 use super::target::ProbeTarget;
 
@@ -103,7 +103,7 @@ impl Engine {
     /// probe is mostly system calls, and keeping each on one thread saves the wake-ups
     /// and hand-overs of a shared runtime (a fifth of the engine's CPU; bench/probe.sh).
     pub fn start(
-        tls: Tls,
+        dialer: Dialer,
         max_in_flight: usize,
         metrics: Metrics,
         shutdown: CancellationToken,
@@ -121,7 +121,7 @@ impl Engine {
         });
         let scheduler = Scheduler {
             shared: shared.clone(),
-            tls,
+            dialer,
             permits: Arc::new(Semaphore::new(max_in_flight.max(1))),
             per_service: max_in_flight.div_ceil(SERVICE_SHARE).max(1),
             in_flight: HashMap::new(),
@@ -414,7 +414,7 @@ fn report(key: &ServiceKey, service: &ServiceState) -> ServiceHealth {
 
 struct Scheduler {
     shared: Arc<Shared>,
-    tls: Tls,
+    dialer: Dialer,
     permits: Arc<Semaphore>,
     /// Probes of one service running at once, at most.
     per_service: usize,
@@ -501,7 +501,7 @@ impl Scheduler {
                 id,
                 key.clone(),
                 target.clone(),
-                self.tls.clone(),
+                self.dialer.clone(),
                 permit,
                 done.clone(),
             );
@@ -600,7 +600,7 @@ fn spawn_probe(
     id: u64,
     key: ServiceKey,
     target: ProbeTarget,
-    tls: Tls,
+    dialer: Dialer,
     permit: OwnedSemaphorePermit,
     done: mpsc::UnboundedSender<Finished>,
 ) {
@@ -608,7 +608,7 @@ fn spawn_probe(
         let started = Instant::now();
         // A probe that panics (a bug) still finishes: its turn comes back and its target
         // is scheduled again, instead of the check freezing in its last state.
-        let (outcome, class) = AssertUnwindSafe(check::run(&target, &tls))
+        let (outcome, class) = AssertUnwindSafe(check::run(&target, &dialer))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {

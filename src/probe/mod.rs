@@ -9,7 +9,7 @@ mod publisher;
 mod state;
 mod target;
 
-pub use check::Tls;
+pub use check::{Dialer, Tls};
 pub use engine::{DEFAULT_MAX_IN_FLIGHT, Engine, Unresolved};
 pub use publisher::publish;
 pub use target::{ProbeTarget, ProbedAddress, probe_targets};

@@ -32,6 +32,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         database_url: SecretString::from(database_url.as_str()),
         database_max_connections: Some(4),
         max_services_per_namespace: 5000,
+        denied_cidrs: None,
+        allowed_cidrs: None,
+        cluster_cidrs: None,
         workers: Some(1),
         kubernetes: KubernetesSettings {
             no_kubernetes: true,

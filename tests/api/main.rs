@@ -8,6 +8,7 @@ mod prometheus;
 
 mod helpers;
 
+mod address_policy;
 mod cli;
 mod database;
 mod documents;

@@ -109,6 +109,9 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
         database_url: SecretString::from(site.database_url.as_str()),
         database_max_connections: Some(4),
         max_services_per_namespace: 5000,
+        denied_cidrs: None,
+        allowed_cidrs: None,
+        cluster_cidrs: None,
         workers: Some(1),
         kubernetes: KubernetesSettings {
             kubeconfig: Some(kubeconfig.to_owned()),

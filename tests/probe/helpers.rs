@@ -5,9 +5,9 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use extsvc::domain::{DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
+use extsvc::domain::{AddressPolicy, DnsLabel, PortName, ServiceKey, ServiceName, ServiceSpec};
 use extsvc::probe::{
-    DEFAULT_MAX_IN_FLIGHT, Engine, ProbeTarget, ProbedAddress, Tls, probe_targets,
+    DEFAULT_MAX_IN_FLIGHT, Dialer, Engine, ProbeTarget, ProbedAddress, Tls, probe_targets,
 };
 use extsvc::resource::{CheckHealth, ExternalServiceSpec, ServiceHealth};
 use serde_json::{Value, json};
@@ -90,10 +90,21 @@ impl Probing {
         Self::with(tls, DEFAULT_MAX_IN_FLIGHT)
     }
 
+    /// The backends of these tests are on loopback, which the default address policy
+    /// denies: nothing is denied here unless a test says so.
     pub fn with(tls: Tls, max_in_flight: usize) -> Self {
+        let policy = AddressPolicy::parse(Some("none"), None).expect("a policy");
+        Self::with_policy(tls, max_in_flight, policy)
+    }
+
+    pub fn with_policy(tls: Tls, max_in_flight: usize, policy: AddressPolicy) -> Self {
         let shutdown = CancellationToken::new();
-        let (engine, woken) = extsvc::probe::Engine::start(
+        let dialer = Dialer {
             tls,
+            policy: std::sync::Arc::new(policy),
+        };
+        let (engine, woken) = extsvc::probe::Engine::start(
+            dialer,
             max_in_flight,
             extsvc::metrics::Metrics::default(),
             shutdown.clone(),

@@ -344,3 +344,35 @@ async fn the_default_host_of_an_ipv6_address_is_bracketed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_address_the_policy_denies_is_never_connected_to() {
+    within(30, async {
+        let server = HttpServer::start(200).await;
+        let tls = extsvc::probe::Tls::with_roots(rustls::RootCertStore::empty()).unwrap();
+        // The default policy: loopback is denied.
+        let probing = Probing::with_policy(
+            tls,
+            extsvc::probe::DEFAULT_MAX_IN_FLIGHT,
+            extsvc::domain::AddressPolicy::default(),
+        );
+        let svc = key("denied");
+        let check = json!({"name": "up", "http": {"port": "web", "path": "/healthz"}});
+        probing.watch_local(&svc, server.port, [check]);
+
+        let failed = probing
+            .until_check(&svc, LOCALHOST, "up", "three failed probes", |c| {
+                c.consecutive_failures >= 3
+            })
+            .await;
+        assert_eq!(
+            failed.last_error.as_deref(),
+            Some(
+                "not probed: 127.0.0.1 is in 127.0.0.0/8 (loopback), which the address policy denies"
+            )
+        );
+        assert_eq!(probing.engine.readiness(&svc), local(false));
+        assert_eq!(server.accepted(), 0, "no connection was made");
+    })
+    .await;
+}
