@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KubernetesSettings, Settings};
+use crate::domain::AddressPolicy;
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
-use crate::k8s::{MIRROR_MANAGER, crd, mirror};
+use crate::k8s::{MIRROR_MANAGER, cluster_ranges, crd, mirror};
 use crate::metrics::Metrics;
 use crate::probe::{self, DEFAULT_MAX_IN_FLIGHT, Dialer, Engine, Tls};
 use crate::store::{Database, Store, StoreError};
@@ -88,6 +89,23 @@ impl Application {
                     install_crd(&client, &crd::crd()).await?;
                 }
                 let shutdown = CancellationToken::new();
+                // Every replica judges registrations, so every replica learns the
+                // cluster's ranges; a cluster that does not answer yet is read again later.
+                let first = cluster_ranges::learn(&client, &policy);
+                match tokio::time::timeout(std::time::Duration::from_secs(10), first).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(error = %crate::telemetry::chain(&error), "could not read the cluster's address ranges yet");
+                    }
+                    Err(_) => {
+                        tracing::warn!("the cluster's address ranges did not arrive within 10 s")
+                    }
+                }
+                tokio::spawn(cluster_ranges::keep_learning(
+                    client.clone(),
+                    AddressPolicy::clone(&policy),
+                    shutdown.clone(),
+                ));
                 let dialer = Dialer {
                     tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
                     policy: policy.clone(),

@@ -11,8 +11,11 @@
 //! reached in disguise. Private ranges stay allowed: that is where most backends live.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
+
+use crate::sync::lock;
 
 /// The ranges denied unless configured otherwise, each with what it is.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -34,11 +37,14 @@ struct Range {
     what: String,
 }
 
-/// Denied ranges and the exceptions made to them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Denied ranges and the exceptions made to them. Clones share what was learned from the
+/// cluster.
+#[derive(Debug, Clone)]
 pub struct AddressPolicy {
     denied: Vec<Range>,
     allowed: Vec<IpNet>,
+    /// Denied too: the cluster's own ranges as last read from it.
+    learned: Arc<Mutex<Vec<Range>>>,
 }
 
 impl Default for AddressPolicy {
@@ -55,6 +61,7 @@ impl Default for AddressPolicy {
                 })
                 .collect(),
             allowed: Vec::new(),
+            learned: Arc::default(),
         }
     }
 }
@@ -66,7 +73,7 @@ impl AddressPolicy {
         let mut policy = match denied.map(str::trim) {
             Some("none") => Self {
                 denied: Vec::new(),
-                allowed: Vec::new(),
+                ..Self::default()
             },
             Some(list) => {
                 let mut policy = Self::default();
@@ -90,6 +97,14 @@ impl AddressPolicy {
         Ok(())
     }
 
+    /// Replaces what was learned from the cluster with `ranges`, each with what it is.
+    pub fn learn(&self, ranges: impl IntoIterator<Item = (IpNet, String)>) {
+        *lock(&self.learned) = ranges
+            .into_iter()
+            .map(|(net, what)| Range { net, what })
+            .collect();
+    }
+
     /// Whether the address may be used; if not, why (for a field error or a report).
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
         std::iter::once(ip)
@@ -101,11 +116,20 @@ impl AddressPolicy {
         if self.allowed.iter().any(|net| net.contains(&ip)) {
             return Ok(());
         }
-        match self.denied.iter().find(|range| range.net.contains(&ip)) {
-            Some(range) => Err(format!(
+        let refuse = |range: &Range| {
+            format!(
                 "{ip} is in {} ({}), which the address policy denies",
                 range.net, range.what
-            )),
+            )
+        };
+        if let Some(range) = self.denied.iter().find(|range| range.net.contains(&ip)) {
+            return Err(refuse(range));
+        }
+        match lock(&self.learned)
+            .iter()
+            .find(|range| range.net.contains(&ip))
+        {
+            Some(range) => Err(refuse(range)),
             None => Ok(()),
         }
     }
@@ -245,5 +269,16 @@ mod tests {
             policy.check("10.96.0.1".parse().unwrap()).unwrap_err(),
             "10.96.0.1 is in 10.96.0.0/12 (the cluster's Services), which the address policy denies"
         );
+    }
+
+    #[test]
+    fn what_is_learned_from_the_cluster_is_shared_by_clones_and_replaced() {
+        let policy = AddressPolicy::default();
+        let in_the_api = policy.clone();
+        policy.learn([("10.0.0.0/24".parse().unwrap(), "a ServiceCIDR".to_owned())]);
+        assert!(refused(&in_the_api, "10.0.0.5"));
+        assert!(refused(&in_the_api, "::ffff:10.0.0.5"));
+        policy.learn([]);
+        assert!(!refused(&in_the_api, "10.0.0.5"));
     }
 }

@@ -2,6 +2,7 @@
 //! the mirror that carries registrations from PostgreSQL into `ExternalService`s.
 
 pub mod client;
+pub mod cluster_ranges;
 pub mod crd;
 pub mod leader;
 pub mod mirror;

@@ -58,6 +58,8 @@ const CLUSTER_NEEDS: &[(&str, &str, &[&str])] = &[
     ("", "endpoints", OWNED),
     ("discovery.k8s.io", "endpointslices", OWNED),
     ("networking.k8s.io", "ingresses", OWNED),
+    // The address policy reads the cluster's Service ranges (cluster-scoped).
+    ("networking.k8s.io", "servicecidrs", &["list"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 

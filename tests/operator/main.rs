@@ -15,6 +15,7 @@ mod prometheus;
 mod backend;
 mod helpers;
 
+mod address_policy;
 mod children;
 mod cluster_controllers;
 mod cluster_made;
