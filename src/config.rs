@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use crate::domain::AddressPolicy;
+use crate::domain::{AddressPolicy, IngressPolicy, Policies};
 
 /// What `extsvc serve` needs.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +42,18 @@ pub struct Settings {
     /// into the cluster.
     #[arg(long, env = "EXTSVC_CLUSTER_CIDRS")]
     pub cluster_cidrs: Option<String>,
+    /// Ingress classes a registration may name (comma-separated); an Ingress that names
+    /// none gets the cluster's default class and is always allowed.
+    #[arg(long, env = "EXTSVC_INGRESS_CLASSES")]
+    pub ingress_classes: Option<String>,
+    /// Ingress annotation keys refused (comma-separated, `*` at either end matches any
+    /// run), replacing the built-in list (ingress-nginx's snippets, auth URLs and the
+    /// like); `none` refuses none.
+    #[arg(long, env = "EXTSVC_DENIED_INGRESS_ANNOTATIONS")]
+    pub denied_ingress_annotations: Option<String>,
+    /// Allow Ingress rules without a host, which catch every host on the controller.
+    #[arg(long, env = "EXTSVC_ALLOW_CATCH_ALL_INGRESS")]
+    pub allow_catch_all_ingress: bool,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "EXTSVC_WORKERS")]
     pub workers: Option<usize>,
@@ -76,14 +88,19 @@ pub struct KubernetesSettings {
 }
 
 impl Settings {
-    /// The address policy the flags describe.
-    pub fn address_policy(&self) -> Result<AddressPolicy, String> {
-        let mut policy =
+    /// The policies the flags describe.
+    pub fn policies(&self) -> Result<Policies, String> {
+        let mut addresses =
             AddressPolicy::parse(self.denied_cidrs.as_deref(), self.allowed_cidrs.as_deref())?;
         if let Some(cluster) = &self.cluster_cidrs {
-            policy.deny(cluster, "the cluster's own range")?;
+            addresses.deny(cluster, "the cluster's own range")?;
         }
-        Ok(policy)
+        let ingress = IngressPolicy::new(
+            self.ingress_classes.as_deref(),
+            self.denied_ingress_annotations.as_deref(),
+            self.allow_catch_all_ingress,
+        );
+        Ok(Policies { addresses, ingress })
     }
 }
 

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Print the OpenAPI document.
     Openapi,
     /// Print the ExternalService CustomResourceDefinition.
@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_json);
     let result = match cli.command {
-        Command::Serve(settings) => serve(settings).await,
+        Command::Serve(settings) => serve(*settings).await,
         Command::Openapi => ApiDoc::to_pretty_json()
             .map(|json| print!("{json}"))
             .map_err(anyhow::Error::from),

@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KubernetesSettings, Settings};
-use crate::domain::AddressPolicy;
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
 use crate::k8s::{MIRROR_MANAGER, cluster_ranges, crd, mirror};
 use crate::metrics::Metrics;
@@ -42,8 +41,8 @@ pub enum StartupError {
     ReadKubeconfig(#[source] kube::config::KubeconfigError),
     #[error("could not install the ExternalService CRD")]
     InstallCrd(#[source] kube::Error),
-    #[error("the address policy is not valid: {0}")]
-    AddressPolicy(String),
+    #[error("a policy setting is not valid: {0}")]
+    Policy(String),
     #[error("could not set up TLS for HTTPS health checks")]
     ProbeTls(#[source] rustls::Error),
 }
@@ -77,11 +76,7 @@ impl Application {
         let port = listener.local_addr().map_err(StartupError::Serve)?.port();
         let metrics = Metrics::default();
         let liveness = api::Liveness::default();
-        let policy = Arc::new(
-            settings
-                .address_policy()
-                .map_err(StartupError::AddressPolicy)?,
-        );
+        let policies = settings.policies().map_err(StartupError::Policy)?;
 
         let kubernetes = match kube_client(&settings.kubernetes).await? {
             Some(client) => {
@@ -91,7 +86,7 @@ impl Application {
                 let shutdown = CancellationToken::new();
                 // Every replica judges registrations, so every replica learns the
                 // cluster's ranges; a cluster that does not answer yet is read again later.
-                let first = cluster_ranges::learn(&client, &policy);
+                let first = cluster_ranges::learn(&client, &policies.addresses);
                 match tokio::time::timeout(std::time::Duration::from_secs(10), first).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => {
@@ -103,19 +98,35 @@ impl Application {
                 }
                 tokio::spawn(cluster_ranges::keep_learning(
                     client.clone(),
-                    AddressPolicy::clone(&policy),
+                    policies.addresses.clone(),
                     shutdown.clone(),
                 ));
-                let dialer = Dialer {
-                    tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
-                    policy: policy.clone(),
+                let roles = LeaderRoles {
+                    dialer: Dialer {
+                        tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
+                        policy: Arc::new(policies.addresses.clone()),
+                    },
+                    controller: controller::Settings {
+                        legacy_endpoints: !settings.kubernetes.no_legacy_endpoints,
+                        namespace: settings.kubernetes.watch_namespace.clone(),
+                        policies: policies.clone(),
+                        ..controller::Settings::default()
+                    },
+                    lease: LeaseSettings::new(
+                        settings.kubernetes.lease_namespace.clone(),
+                        LEASE_NAME,
+                        settings
+                            .kubernetes
+                            .identity
+                            .clone()
+                            .unwrap_or_else(default_identity),
+                    ),
                 };
                 let roles = spawn_leader_roles(
-                    dialer,
+                    roles,
                     client,
                     database.store(4),
                     metrics.clone(),
-                    &settings.kubernetes,
                     liveness.clone(),
                     shutdown.clone(),
                 );
@@ -128,13 +139,13 @@ impl Application {
         let api_metrics = web::Data::new(metrics);
         let liveness = web::Data::new(liveness);
         let served = web::Data::new(api::Served(settings.kubernetes.watch_namespace.clone()));
-        let policy = web::Data::from(policy);
+        let policies = web::Data::new(policies);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(web::Data::new(database.store(share)))
                 .app_data(web::Data::new(api::Readiness(database.store(1))))
                 .app_data(served.clone())
-                .app_data(policy.clone())
+                .app_data(policies.clone())
                 .app_data(api_metrics.clone())
                 .app_data(liveness.clone())
                 .configure(api::configure)
@@ -226,26 +237,30 @@ async fn install_crd(
     Ok(())
 }
 
+/// How the leader's roles are set up: the probe engine's way to backends, the
+/// controller, and the Lease they compete for.
+struct LeaderRoles {
+    dialer: Dialer,
+    controller: controller::Settings,
+    lease: LeaseSettings,
+}
+
 /// Runs the mirror, the controller and the probe engine on whichever replica holds the
 /// Lease. Any of them, or the election, ending before `shutdown` (or panicking) fails
 /// `liveness`.
 fn spawn_leader_roles(
-    dialer: Dialer,
+    roles: LeaderRoles,
     client: kube::Client,
     store: Store,
     metrics: Metrics,
-    settings: &KubernetesSettings,
     liveness: api::Liveness,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let identity = settings.identity.clone().unwrap_or_else(default_identity);
-    let lease = LeaseSettings::new(settings.lease_namespace.clone(), LEASE_NAME, identity);
-    let controller_settings = controller::Settings {
-        legacy_endpoints: !settings.no_legacy_endpoints,
-        namespace: settings.watch_namespace.clone(),
-        address_policy: dialer.policy.clone(),
-        ..controller::Settings::default()
-    };
+    let LeaderRoles {
+        dialer,
+        controller: controller_settings,
+        lease,
+    } = roles;
     let roles_liveness = liveness.clone();
     let on_panic = liveness.clone();
     let election = async move {

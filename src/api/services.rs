@@ -6,7 +6,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::domain::{
-    AddressPolicy, DnsLabel, FieldError, LabelSelector, Registration, ServiceName, ValidationErrors,
+    DnsLabel, FieldError, LabelSelector, Policies, Registration, ServiceName, ValidationErrors,
 };
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
@@ -144,14 +144,14 @@ pub async fn register_service(
     payload: web::Payload,
     store: web::Data<Store>,
     served: web::Data<Served>,
-    policy: web::Data<AddressPolicy>,
+    policies: web::Data<Policies>,
 ) -> Result<HttpResponse, ApiError> {
     let namespace = path.into_inner();
     served.check(&namespace)?;
     let received = read_document(&request, payload).await?;
     let registration = Registration::parse(received.document.clone(), &namespace, None)
         .and_then(|registration| {
-            registration.check_addresses(&policy)?;
+            policies.check(registration.spec())?;
             Ok(registration)
         })
         .map_err(|errors| received.locate(errors))?;
@@ -227,7 +227,7 @@ pub async fn replace_service(
     payload: web::Payload,
     store: web::Data<Store>,
     served: web::Data<Served>,
-    policy: web::Data<AddressPolicy>,
+    policies: web::Data<Policies>,
 ) -> Result<HttpResponse, ApiError> {
     let (namespace, name) = path.into_inner();
     served.check(&namespace)?;
@@ -235,7 +235,7 @@ pub async fn replace_service(
     let received = read_document(&request, payload).await?;
     let registration = Registration::parse(received.document.clone(), &namespace, Some(&name))
         .and_then(|registration| {
-            registration.check_addresses(&policy)?;
+            policies.check(registration.spec())?;
             Ok(registration)
         })
         .map_err(|errors| received.locate(errors))?;

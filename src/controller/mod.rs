@@ -34,7 +34,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{Address, AddressPolicy, DnsLabel, ServiceKey, ServiceName, ServiceSpec};
+use crate::domain::{Address, DnsLabel, Policies, ServiceKey, ServiceName, ServiceSpec};
 use crate::k8s::{
     CONTROLLER_MANAGER, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, scoped_api,
 };
@@ -66,8 +66,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Only this namespace, or all of them.
     pub namespace: Option<String>,
-    /// Which addresses DNS names may resolve to.
-    pub address_policy: Arc<AddressPolicy>,
+    /// What the platform allows: a resource made with kubectl that breaks it is invalid,
+    /// and DNS names may resolve only to allowed addresses.
+    pub policies: Policies,
 }
 
 impl Default for Settings {
@@ -77,7 +78,7 @@ impl Default for Settings {
             dns_refresh: Duration::from_secs(30),
             concurrency: 32,
             namespace: None,
-            address_policy: Arc::default(),
+            policies: Policies::default(),
         }
     }
 }
@@ -171,7 +172,10 @@ pub async fn run(
             endpoints,
             ingresses,
         },
-        resolver: Resolver::new(settings.dns_refresh, settings.address_policy.clone()),
+        resolver: Resolver::new(
+            settings.dns_refresh,
+            Arc::new(settings.policies.addresses.clone()),
+        ),
         metrics,
         settings: settings.clone(),
     });
@@ -316,7 +320,7 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         .round(k8s_openapi::jiff::Unit::Second)
         .unwrap_or_default()
         .to_string();
-    let (key, spec) = match parse(&cr) {
+    let (key, spec) = match parse(&cr, &context.settings.policies) {
         Ok(parsed) => parsed,
         Err(errors) => {
             context.report_invalid(&cr, &owner, errors, &now).await?;
@@ -385,11 +389,12 @@ fn owner_of(cr: &ExternalService) -> Result<Owner, Error> {
 }
 
 /// The service's key and spec, or why they are invalid. A spec made with kubectl passes
-/// the CRD's schema but may still break a rule the schema cannot express.
-fn parse(cr: &ExternalService) -> Result<(ServiceKey, ServiceSpec), String> {
+/// the CRD's schema but may still break a rule the schema cannot express, or a policy.
+fn parse(cr: &ExternalService, policies: &Policies) -> Result<(ServiceKey, ServiceSpec), String> {
     let key =
         service_key(cr).map_err(|e| format!("/metadata/name: {e}: it names the Service too"))?;
     let spec = ServiceSpec::parse(&cr.spec).map_err(|e| e.to_string())?;
+    policies.check(&cr.spec).map_err(|e| e.to_string())?;
     Ok((key, spec))
 }
 

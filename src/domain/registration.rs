@@ -2,14 +2,12 @@
 //! agreeing with the request.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use crate::resource::{API_VERSION, ExternalServiceDocument, ExternalServiceSpec, KIND};
 
 use super::metadata::{check_annotations, check_labels};
 use super::{
-    AddressPolicy, DnsLabel, Errors, FieldError, Invalid, Pointer, ServiceKey, ServiceName,
-    ServiceSpec, ValidationErrors,
+    DnsLabel, Errors, Invalid, Pointer, ServiceKey, ServiceName, ServiceSpec, ValidationErrors,
 };
 
 /// A registration ready to be stored. Only [`Registration::parse`] makes one, so holding
@@ -120,29 +118,5 @@ impl Registration {
     /// The spec as written, defaults filled in.
     pub fn spec(&self) -> &ExternalServiceSpec {
         &self.spec
-    }
-
-    /// Refuses every IP address the address policy denies, each under its field. (DNS
-    /// names are judged by what they resolve to, when they are resolved.)
-    pub fn check_addresses(&self, policy: &AddressPolicy) -> Result<(), ValidationErrors> {
-        let refused: Vec<FieldError> = self
-            .spec
-            .endpoints
-            .iter()
-            .enumerate()
-            .filter_map(|(i, endpoint)| {
-                let ip = endpoint.address.parse::<IpAddr>().ok()?;
-                let detail = policy.check(ip).err()?;
-                Some(FieldError {
-                    pointer: format!("/spec/endpoints/{i}/address"),
-                    detail,
-                })
-            })
-            .collect();
-        if refused.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationErrors(refused))
-        }
     }
 }

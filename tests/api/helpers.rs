@@ -35,6 +35,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         denied_cidrs: None,
         allowed_cidrs: None,
         cluster_cidrs: None,
+        ingress_classes: None,
+        denied_ingress_annotations: None,
+        allow_catch_all_ingress: false,
         workers: Some(1),
         kubernetes: KubernetesSettings {
             no_kubernetes: true,

@@ -8,7 +8,6 @@ mod prometheus;
 
 mod helpers;
 
-mod address_policy;
 mod cli;
 mod database;
 mod documents;
@@ -18,5 +17,6 @@ mod listing;
 mod logs;
 mod namespaces;
 mod openapi;
+mod policies;
 mod system;
 mod validation;

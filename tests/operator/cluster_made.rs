@@ -122,6 +122,45 @@ async fn a_resource_that_breaks_a_rule_the_schema_cannot_check_says_why() {
 }
 
 #[tokio::test]
+async fn a_resource_made_with_kubectl_cannot_use_the_controller_to_break_a_policy() {
+    let op = spawn_operator().await;
+    // Whoever may create ExternalServices must not get, through the controller's rights,
+    // an Ingress that configures the shared ingress controller.
+    let made = resource(
+        "sneaky",
+        json!({
+            "ports": [{"name": "http", "port": 80}],
+            "endpoints": [{"address": "192.0.2.1"}],
+            "ingress": {
+                "annotations": {"nginx.ingress.kubernetes.io/server-snippet": "location / { return 200; }"},
+                "rules": [{"host": "sneaky.example.com", "paths": [{"port": "http"}]}]
+            }
+        }),
+    );
+    create(&op, &made).await.unwrap();
+
+    let reconciled = eventually(30, "a Reconciled=False condition", || async {
+        let cr = op.external_services().get("sneaky").await.ok()?;
+        let condition = cr
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Reconciled")?;
+        (condition.status == "False").then_some(condition)
+    })
+    .await;
+    assert_eq!(reconciled.reason, "InvalidSpec");
+    assert!(
+        reconciled
+            .message
+            .contains("/spec/ingress/annotations/nginx.ingress.kubernetes.io~1server-snippet"),
+        "{}",
+        reconciled.message
+    );
+    assert!(op.ingresses().get_opt("sneaky").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn the_api_server_refuses_what_the_schema_can_check() {
     let op = spawn_operator().await;
     let check = |check: serde_json::Value| {

@@ -112,6 +112,9 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
         denied_cidrs: None,
         allowed_cidrs: None,
         cluster_cidrs: None,
+        ingress_classes: None,
+        denied_ingress_annotations: None,
+        allow_catch_all_ingress: false,
         workers: Some(1),
         kubernetes: KubernetesSettings {
             kubeconfig: Some(kubeconfig.to_owned()),

@@ -1,4 +1,5 @@
-//! The address policy at registration: every denied form is refused under its field.
+//! The platform's policies at registration: every denied address and Ingress setting
+//! is refused under its field.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -87,4 +88,43 @@ async fn configured_ranges_are_refused_and_exceptions_let_addresses_through() {
     );
     let response = app.post("team", &with_addresses("db", &["10.9.0.5"])).await;
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn an_ingress_that_would_configure_the_shared_controller_is_refused_field_by_field() {
+    let app = spawn_app().await;
+    let mut doc = document("web");
+    doc["spec"]["ingress"] = json!({
+        "className": "public",
+        "annotations": {"nginx.ingress.kubernetes.io/configuration-snippet": "return 200;"},
+        "rules": [{"paths": [{"path": "/", "pathType": "Prefix", "port": "https"}]}]
+    });
+    let refused = problem(
+        app.post("team", &doc).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let pointers: Vec<&str> = refused["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        pointers,
+        [
+            "/spec/ingress/className",
+            "/spec/ingress/annotations/nginx.ingress.kubernetes.io~1configuration-snippet",
+            "/spec/ingress/rules/0/host",
+        ]
+    );
+
+    // What the platform allows goes through.
+    let app = spawn_app_with(|settings| {
+        settings.ingress_classes = Some("public".into());
+        settings.denied_ingress_annotations = Some("none".into());
+        settings.allow_catch_all_ingress = true;
+    })
+    .await;
+    assert_eq!(app.post("team", &doc).await.status(), StatusCode::CREATED);
 }
