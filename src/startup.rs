@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{KubernetesSettings, Settings};
+use crate::domain::Policies;
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
 use crate::k8s::{MIRROR_MANAGER, cluster_ranges, crd, mirror};
 use crate::metrics::Metrics;
@@ -80,48 +81,19 @@ impl Application {
 
         let kubernetes = match kube_client(&settings.kubernetes).await? {
             Some(client) => {
+                let roles = LeaderRoles::new(&settings.kubernetes, &policies)?;
                 if settings.kubernetes.install_crd {
                     install_crd(&client, &crd::crd()).await?;
                 }
                 let shutdown = CancellationToken::new();
                 // Every replica judges registrations, so every replica learns the
-                // cluster's ranges; a cluster that does not answer yet is read again later.
-                let first = cluster_ranges::learn(&client, &policies.addresses);
-                match tokio::time::timeout(std::time::Duration::from_secs(10), first).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(error = %crate::telemetry::chain(&error), "could not read the cluster's address ranges yet");
-                    }
-                    Err(_) => {
-                        tracing::warn!("the cluster's address ranges did not arrive within 10 s")
-                    }
-                }
+                // cluster's ranges.
+                cluster_ranges::learn_at_start(&client, &policies.addresses).await;
                 tokio::spawn(cluster_ranges::keep_learning(
                     client.clone(),
                     policies.addresses.clone(),
                     shutdown.clone(),
                 ));
-                let roles = LeaderRoles {
-                    dialer: Dialer {
-                        tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
-                        policy: Arc::new(policies.addresses.clone()),
-                    },
-                    controller: controller::Settings {
-                        legacy_endpoints: !settings.kubernetes.no_legacy_endpoints,
-                        namespace: settings.kubernetes.watch_namespace.clone(),
-                        policies: policies.clone(),
-                        ..controller::Settings::default()
-                    },
-                    lease: LeaseSettings::new(
-                        settings.kubernetes.lease_namespace.clone(),
-                        LEASE_NAME,
-                        settings
-                            .kubernetes
-                            .identity
-                            .clone()
-                            .unwrap_or_else(default_identity),
-                    ),
-                };
                 let roles = spawn_leader_roles(
                     roles,
                     client,
@@ -243,6 +215,25 @@ struct LeaderRoles {
     dialer: Dialer,
     controller: controller::Settings,
     lease: LeaseSettings,
+}
+
+impl LeaderRoles {
+    fn new(settings: &KubernetesSettings, policies: &Policies) -> Result<Self, StartupError> {
+        let identity = settings.identity.clone().unwrap_or_else(default_identity);
+        Ok(Self {
+            dialer: Dialer {
+                tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
+                policy: Arc::new(policies.addresses.clone()),
+            },
+            controller: controller::Settings {
+                legacy_endpoints: !settings.no_legacy_endpoints,
+                namespace: settings.watch_namespace.clone(),
+                policies: policies.clone(),
+                ..controller::Settings::default()
+            },
+            lease: LeaseSettings::new(settings.lease_namespace.clone(), LEASE_NAME, identity),
+        })
+    }
 }
 
 /// Runs the mirror, the controller and the probe engine on whichever replica holds the

@@ -16,6 +16,8 @@ use crate::domain::AddressPolicy;
 
 /// How often the ranges are read again.
 const REFRESH: Duration = Duration::from_secs(60);
+/// How long a starting replica waits for them.
+const FIRST_READ: Duration = Duration::from_secs(10);
 
 /// Reads the ranges into `policy`, replacing what it learned before.
 pub async fn learn(client: &kube::Client, policy: &AddressPolicy) -> Result<(), kube::Error> {
@@ -53,6 +55,18 @@ pub async fn learn(client: &kube::Client, policy: &AddressPolicy) -> Result<(), 
     );
     policy.learn(ranges);
     Ok(())
+}
+
+/// The first read, as a replica starts: bounded, and only logged when it fails (the
+/// next read is a minute away).
+pub async fn learn_at_start(client: &kube::Client, policy: &AddressPolicy) {
+    match tokio::time::timeout(FIRST_READ, learn(client, policy)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(error = %crate::telemetry::chain(&error), "could not read the cluster's address ranges yet");
+        }
+        Err(_) => tracing::warn!("the cluster's address ranges did not arrive within 10 s"),
+    }
 }
 
 /// Reads the ranges again every minute until `shutdown`; a failed read keeps the last.
