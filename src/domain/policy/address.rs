@@ -5,7 +5,8 @@
 //!
 //! An address is refused when a denied range holds it and no allowed range does. Built
 //! in, and always denied unless allowed: loopback, link-local (with the metadata
-//! services at 169.254.169.254 and fd00:ec2::254), unspecified, multicast and broadcast.
+//! services at 169.254.169.254 and fd00:ec2::254), the metadata service some clouds keep
+//! at 100.100.100.200, unspecified, multicast and broadcast.
 //! An IPv6 address that carries an IPv4 one (IPv4-mapped, NAT64 `64:ff9b::/96`, 6to4
 //! `2002::/16`) is judged as that IPv4 address too, so no denied IPv4 address can be
 //! reached in disguise. Private ranges stay allowed: that is where most backends live.
@@ -22,6 +23,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("0.0.0.0/8", "unspecified"),
     ("127.0.0.0/8", "loopback"),
     ("169.254.0.0/16", "link-local (cloud metadata)"),
+    ("100.100.100.200/32", "cloud metadata"),
     ("224.0.0.0/4", "multicast"),
     ("255.255.255.255/32", "broadcast"),
     ("::/128", "unspecified"),
@@ -186,6 +188,7 @@ mod tests {
             "127.1.2.3",
             "0.0.0.0",
             "169.254.169.254",
+            "100.100.100.200",
             "224.0.0.1",
             "239.1.1.1",
             "255.255.255.255",
