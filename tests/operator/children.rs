@@ -161,8 +161,12 @@ async fn changing_ports_and_addresses_moves_the_children_along() {
     })
     .await;
     assert_eq!(ports.len(), 2, "the removed port is gone");
-    let endpoints = op.endpoints().get("billing-db").await.unwrap();
-    assert_eq!(endpoints.subsets.unwrap().len(), 2);
+    // Applied after the Service and the slices, in the same reconcile.
+    eventually(30, "Endpoints with a subset per port set", || async {
+        let endpoints = op.endpoints().get("billing-db").await.ok()?;
+        (endpoints.subsets?.len() == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -79,19 +79,24 @@ async fn endpoint_slices_and_endpoints_follow_the_backends() {
     );
 
     wait_for(&op, "web", &[(&healthy, true), (&failing, false)]).await;
-    let endpoints = op.endpoints().get("web").await.unwrap();
-    let subset = &endpoints.subsets.unwrap()[0];
+    // The same reconcile applies the legacy Endpoints right after the slices.
     let ips = |list: &Option<Vec<k8s_openapi::api::core::v1::EndpointAddress>>| {
         list.iter()
             .flatten()
             .map(|a| a.ip.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(ips(&subset.addresses), [healthy.address.ip().to_string()]);
-    assert_eq!(
-        ips(&subset.not_ready_addresses),
-        [failing.address.ip().to_string()]
+    let want = (
+        vec![healthy.address.ip().to_string()],
+        vec![failing.address.ip().to_string()],
     );
+    eventually(30, "the Endpoints to say the same", || async {
+        let endpoints = op.endpoints().get("web").await.ok()?;
+        let subset = endpoints.subsets?.into_iter().next()?;
+        let have = (ips(&subset.addresses), ips(&subset.not_ready_addresses));
+        (have == want).then_some(())
+    })
+    .await;
 
     failing.set_status(200);
     wait_for(&op, "web", &[(&healthy, true), (&failing, true)]).await;
@@ -180,14 +185,6 @@ async fn the_health_api_and_the_resource_status_agree() {
     })
     .await;
     assert_eq!(status, StatusCode::OK);
-    let cr = op.external_services().get("pay").await.unwrap();
-    let from_status: BTreeMap<String, bool> = cr
-        .status
-        .unwrap()
-        .addresses
-        .into_iter()
-        .map(|a| (a.address, a.ready))
-        .collect();
     let from_health: BTreeMap<String, bool> = health["addresses"]
         .as_array()
         .unwrap()
@@ -199,7 +196,18 @@ async fn the_health_api_and_the_resource_status_agree() {
             )
         })
         .collect();
-    assert_eq!(from_health, from_status);
+    // The resource's status is written at the end of the reconcile that applied the
+    // slices waited for above.
+    eventually(30, "the resource's status to say the same", || async {
+        let status = op.external_services().get("pay").await.ok()?.status?;
+        let from_status: BTreeMap<String, bool> = status
+            .addresses
+            .into_iter()
+            .map(|a| (a.address, a.ready))
+            .collect();
+        (from_status == from_health).then_some(())
+    })
+    .await;
     assert_eq!(from_health.get("nothing.invalid"), Some(&false));
     let addresses = health["addresses"].as_array().unwrap();
     let unresolved = addresses
