@@ -205,8 +205,18 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %crate::telemetry::chain(&error), "reconcile failed");
+            match result {
+                Ok(_) => {}
+                // Logged with its retry by error_policy; a deleted resource is no news.
+                Err(
+                    kube::runtime::controller::Error::ReconcilerFailed(..)
+                    | kube::runtime::controller::Error::ObjectNotFound(_),
+                ) => {}
+                // A watch of the resources or their children failing (it is retried with
+                // a backoff) leaves the controller blind meanwhile: worth a warning.
+                Err(error) => {
+                    tracing::warn!(error = %crate::telemetry::chain(&error), "controller: a watch failed; retrying");
+                }
             }
         })
         .await;
