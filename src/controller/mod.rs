@@ -89,6 +89,8 @@ pub enum Error {
     Unidentified(String),
     #[error("the caches of children did not fill")]
     Caches,
+    #[error("the reconcile did not finish within {} s", RECONCILE_TIMEOUT.as_secs())]
+    TimedOut,
     #[error(transparent)]
     ApplyChild(#[from] ApplyError),
     #[error("could not write the status of {name}")]
@@ -130,6 +132,9 @@ struct Context {
     metrics: Metrics,
     settings: Settings,
 }
+
+/// The longest a reconcile may take: a handful of API calls and DNS lookups of 3 s each.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How soon a resource whose child's name someone else holds looks at it again.
 const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(10);
@@ -203,7 +208,7 @@ pub async fn run(
         .owns_stream(endpoints_stream)
         .owns_stream(ingresses_stream)
         .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(reconcile, error_policy, context)
+        .run(bounded_reconcile, error_policy, context)
         .for_each(|result| async move {
             match result {
                 Ok(_) => {}
@@ -320,6 +325,17 @@ fn retry_delay(failures: u32) -> Duration {
     const MAX: Duration = Duration::from_secs(300);
     let doubled = FIRST.saturating_mul(1 << failures.saturating_sub(1).min(16));
     doubled.min(MAX).mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// A reconcile, given up after [`RECONCILE_TIMEOUT`]: one stuck on a call that never
+/// answers is retried (and logged) instead of holding its resource silently.
+async fn bounded_reconcile(
+    cr: Arc<ExternalService>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    tokio::time::timeout(RECONCILE_TIMEOUT, reconcile(cr, context))
+        .await
+        .unwrap_or(Err(Error::TimedOut))
 }
 
 async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Action, Error> {
