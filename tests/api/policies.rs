@@ -16,6 +16,16 @@ fn with_addresses(name: &str, addresses: &[&str]) -> serde_json::Value {
     doc
 }
 
+/// The JSON pointers a problem document names, in order.
+fn pointers(problem: &serde_json::Value) -> Vec<&str> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn the_built_in_ranges_are_refused_in_every_disguise() {
     let app = spawn_app().await;
@@ -34,12 +44,7 @@ async fn the_built_in_ranges_are_refused_in_every_disguise() {
             .await,
     ] {
         let refused = problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        let pointers: Vec<&str> = refused["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["pointer"].as_str().unwrap())
-            .collect();
+        let pointers = pointers(&refused);
         assert_eq!(
             pointers,
             (1..=denied.len())
@@ -104,12 +109,7 @@ async fn an_ingress_that_would_configure_the_shared_controller_is_refused_field_
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    let pointers: Vec<&str> = refused["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pointer"].as_str().unwrap())
-        .collect();
+    let pointers = pointers(&refused);
     assert_eq!(
         pointers,
         [

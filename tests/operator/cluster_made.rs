@@ -6,7 +6,7 @@ use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use extsvc::resource::{ExternalService, ExternalServiceSpec};
+use extsvc::resource::{Condition, ExternalService, ExternalServiceSpec};
 
 use crate::helpers::{
     Site, TestOperator, control_plane, eventually, existing, registration, slice_addresses,
@@ -77,6 +77,20 @@ async fn a_resource_made_with_kubectl_is_reconciled_and_listed_read_only() {
     .await;
 }
 
+/// The `Reconciled` condition of resource `name`, once it is `False`.
+async fn not_reconciled(op: &TestOperator, name: &str) -> Condition {
+    eventually(30, "a Reconciled=False condition", || async {
+        let cr = op.external_services().get(name).await.ok()?;
+        let condition = cr
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Reconciled")?;
+        (condition.status == "False").then_some(condition)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_resource_that_breaks_a_rule_the_schema_cannot_check_says_why() {
     let op = spawn_operator().await;
@@ -90,16 +104,7 @@ async fn a_resource_that_breaks_a_rule_the_schema_cannot_check_says_why() {
     );
     create(&op, &made).await.unwrap();
 
-    let reconciled = eventually(30, "a Reconciled=False condition", || async {
-        let cr = op.external_services().get("broken").await.ok()?;
-        let condition = cr
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Reconciled")?;
-        (condition.status == "False").then_some(condition)
-    })
-    .await;
+    let reconciled = not_reconciled(&op, "broken").await;
     assert_eq!(reconciled.reason, "InvalidSpec");
     assert!(
         reconciled.message.contains("/spec/endpoints/0/ports/0"),
@@ -139,16 +144,7 @@ async fn a_resource_made_with_kubectl_cannot_use_the_controller_to_break_a_polic
     );
     create(&op, &made).await.unwrap();
 
-    let reconciled = eventually(30, "a Reconciled=False condition", || async {
-        let cr = op.external_services().get("sneaky").await.ok()?;
-        let condition = cr
-            .status?
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Reconciled")?;
-        (condition.status == "False").then_some(condition)
-    })
-    .await;
+    let reconciled = not_reconciled(&op, "sneaky").await;
     assert_eq!(reconciled.reason, "InvalidSpec");
     assert!(
         reconciled
