@@ -21,7 +21,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
@@ -113,6 +114,51 @@ struct Caches {
     slices: Store<EndpointSlice>,
     endpoints: Store<Endpoints>,
     ingresses: Store<Ingress>,
+    /// Resolves once every cache has its first full list; see [`Caches::filled`].
+    filled: Shared<BoxFuture<'static, bool>>,
+}
+
+impl Caches {
+    fn new(
+        services: Store<Service>,
+        slices: Store<EndpointSlice>,
+        endpoints: Store<Endpoints>,
+        ingresses: Store<Ingress>,
+    ) -> Self {
+        let filled = Self::filled(&services, &slices, &endpoints, &ingresses);
+        Self {
+            services,
+            slices,
+            endpoints,
+            ingresses,
+            filled,
+        }
+    }
+
+    /// One future that waits for the four first lists, for every reconcile to share.
+    /// kube-runtime's `Store::wait_until_ready` wakes only the task that polled it last
+    /// (one oneshot receiver holds one waker), so reconciles that each waited on it
+    /// themselves would leave all but one of them waiting forever.
+    fn filled(
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+        endpoints: &Store<Endpoints>,
+        ingresses: &Store<Ingress>,
+    ) -> Shared<BoxFuture<'static, bool>> {
+        let (services, slices) = (services.clone(), slices.clone());
+        let (endpoints, ingresses) = (endpoints.clone(), ingresses.clone());
+        async move {
+            tokio::try_join!(
+                services.wait_until_ready(),
+                slices.wait_until_ready(),
+                endpoints.wait_until_ready(),
+                ingresses.wait_until_ready(),
+            )
+            .is_ok()
+        }
+        .boxed()
+        .shared()
+    }
 }
 
 struct Context {
@@ -171,12 +217,7 @@ pub async fn run(
         engine: engine.clone(),
         written: Mutex::default(),
         failures: Mutex::default(),
-        caches: Caches {
-            services,
-            slices,
-            endpoints,
-            ingresses,
-        },
+        caches: Caches::new(services, slices, endpoints, ingresses),
         resolver: Resolver::new(
             settings.dns_refresh,
             Arc::new(settings.policies.addresses.clone()),
@@ -526,17 +567,8 @@ impl Context {
     /// the controller stops polling the watches that fill them, and a graceful shutdown
     /// waits for running reconciles.
     async fn wait_for_caches(&self) -> Result<(), Error> {
-        let caches = &self.caches;
-        let filled = async {
-            tokio::try_join!(
-                caches.services.wait_until_ready(),
-                caches.slices.wait_until_ready(),
-                caches.endpoints.wait_until_ready(),
-                caches.ingresses.wait_until_ready(),
-            )
-        };
         tokio::select! {
-            filled = filled => filled.map(drop).map_err(|_| Error::Caches),
+            filled = self.caches.filled.clone() => filled.then_some(()).ok_or(Error::Caches),
             () = self.shutdown.cancelled() => Err(Error::Caches),
         }
     }
@@ -740,5 +772,40 @@ mod tests {
         within(6, 160.0);
         within(7, 300.0);
         within(u32::MAX, 300.0);
+    }
+
+    /// Many reconciles wait for the caches at once after a start; every one of them must
+    /// go on when the lists are in (kube-runtime's own wait wakes only one).
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_caches_goes_on_when_they_fill() {
+        use kube::runtime::reflector::store::Writer;
+        let mut services = Writer::<Service>::default();
+        let mut slices = Writer::<EndpointSlice>::default();
+        let mut endpoints = Writer::<Endpoints>::default();
+        let mut ingresses = Writer::<Ingress>::default();
+        let caches = Caches::new(
+            services.as_reader(),
+            slices.as_reader(),
+            endpoints.as_reader(),
+            ingresses.as_reader(),
+        );
+        let waiters: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(caches.filled.clone()))
+            .collect();
+        // Let every waiter poll once, so that each has registered its wake-up.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        services.apply_watcher_event(&watcher::Event::InitDone);
+        slices.apply_watcher_event(&watcher::Event::InitDone);
+        endpoints.apply_watcher_event(&watcher::Event::InitDone);
+        ingresses.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let filled = tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("every waiter is woken")
+                .expect("the waiter did not panic");
+            assert!(filled);
+        }
     }
 }
