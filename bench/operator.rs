@@ -101,7 +101,13 @@ async fn main() -> anyhow::Result<()> {
     let quiet: u64 = env("QUIET_SECONDS", "30").parse()?;
     let rate: f64 = env("RATE", "0").parse()?;
     let client = kube::Client::try_default().await?;
-    let http = reqwest::Client::new();
+    // The platform admin's token the script gave the server.
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", env("EXTSVC_ADMIN_TOKEN", ""));
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse()?);
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let fresh = Namespace {

@@ -36,7 +36,10 @@ for _ in $(seq 300); do grep -q '^ready ' "$work/cp.ready" && break; sleep 0.1; 
 export KUBECONFIG=$work/cp/kubeconfig
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-DATABASE_URL="${admin%/*}/bench" EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn \
+# The benchmark registers as the platform admin, with no rate limit in the way.
+export EXTSVC_ADMIN_TOKEN
+EXTSVC_ADMIN_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=')
+DATABASE_URL="${admin%/*}/bench" EXTSVC_LISTEN=127.0.0.1:$port RUST_LOG=warn EXTSVC_RATE_LIMIT=100000000 \
   target/release/extsvc serve --install-crd >"$work/server.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done

@@ -56,8 +56,11 @@ if [ "${TRANSPORT:-tcp}" = unix ]; then
   db="postgres://postgres@localhost/bench?host=$work/pg&port=$pg_port"
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# The cold run puts 30,000 in one namespace, above the default cap.
+# The cold run puts 30,000 in one namespace, above the default cap; every request is the
+# platform admin's (authenticated, no rate limit in the way).
+token=$(head -c 32 /dev/urandom | base64 | tr -d '\n/+=')
 DATABASE_URL=$db EXTSVC_LISTEN=127.0.0.1:$port EXTSVC_MAX_SERVICES_PER_NAMESPACE=1000000 RUST_LOG=warn \
+  EXTSVC_ADMIN_TOKEN=$token EXTSVC_RATE_LIMIT=100000000 \
   target/release/extsvc serve >"$work/server.log" 2>&1 &
 server_pid=$!
 base=http://127.0.0.1:$port
@@ -69,9 +72,9 @@ psql -q "$db" -c "ALTER TABLE external_services SET (autovacuum_enabled = false)
 # Registers $COLD services in namespace `cold`, labelled shard=0..99, over keep-alive
 # connections from $COLD_CLIENTS threads; fails on any answer but 201.
 bulk_register() {
-  python3 - "$port" "$COLD" "$COLD_CLIENTS" <<'PY'
+  python3 - "$port" "$COLD" "$COLD_CLIENTS" "$token" <<'PY'
 import http.client, json, sys, threading
-port, count, clients = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+port, count, clients, token = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 spec = {"ports": [{"name": "https", "port": 443}, {"name": "metrics", "port": 9100}],
         "endpoints": [{"address": "192.0.2.10"}, {"address": "2001:db8::10", "ports": ["https"]}],
         "healthChecks": [{"name": "web", "http": {"port": "https", "path": "/healthz", "scheme": "HTTPS"}}]}
@@ -80,7 +83,8 @@ def work(first):
     conn = http.client.HTTPConnection("127.0.0.1", port)
     for i in range(first, count, clients):
         body = json.dumps({"metadata": {"name": f"svc-{i:05d}", "labels": {"team": "bench", "shard": str(i % 100)}}, "spec": spec})
-        conn.request("POST", "/api/v1/namespaces/cold/external-services", body, {"Content-Type": "application/json"})
+        conn.request("POST", "/api/v1/namespaces/cold/external-services", body,
+                     {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
         response = conn.getresponse()
         response.read()
         if response.status != 201:
@@ -118,14 +122,15 @@ LUA
 for i in $(seq -w 1 "$SEED"); do
   printf '{"metadata":{"name":"svc-%s","labels":{"team":"bench"}},"spec":{"ports":[{"name":"https","port":443},{"name":"metrics","port":9100}],"endpoints":[{"address":"192.0.2.10"},{"address":"2001:db8::10","ports":["https"]}],"healthChecks":[{"name":"web","http":{"port":"https","path":"/healthz","scheme":"HTTPS"}}]}}\n' "$i"
 done | while read -r doc; do
-  curl -sf -o /dev/null -X POST -H 'content-type: application/json' -d "$doc" "$base/api/v1/namespaces/bench/external-services"
+  curl -sf -o /dev/null -X POST -H 'content-type: application/json' -H "authorization: Bearer $token" \
+    -d "$doc" "$base/api/v1/namespaces/bench/external-services"
 done
 
 run_wrk() { # name, extra wrk args...
   local name=$1; shift
   local before after
   before=$(cpu_ticks)
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" >"$work/$name.txt"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "$@" >"$work/$name.txt"
   after=$(cpu_ticks)
   local requests rps p99 non2xx
   requests=$(awk '/requests in/ {print $1}' "$work/$name.txt")

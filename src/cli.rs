@@ -4,6 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
+use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::client::{Applied, Client};
@@ -65,6 +66,10 @@ pub struct Target {
         global = true
     )]
     server: String,
+    /// Bearer token: an API token (`extsvc_...`), an OIDC ID token, or a Kubernetes
+    /// service-account token.
+    #[arg(long, env = "EXTSVC_TOKEN", hide_env_values = true, global = true)]
+    token: Option<SecretString>,
     /// Namespace; documents that name their own namespace keep it.
     #[arg(
         short,
@@ -117,7 +122,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
             name,
             output,
         } => {
-            let document = Client::new(&target.server)
+            let document = Client::new(&target.server, target.token.clone())
                 .get(&target.namespace, &name)
                 .await?;
             let value = serde_json::to_value(&document).map_err(CliError::Print)?;
@@ -136,7 +141,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
             selector,
         } => {
             let namespace = (!all_namespaces).then_some(target.namespace.as_str());
-            let items = Client::new(&target.server)
+            let items = Client::new(&target.server, target.token.clone())
                 .list(namespace, selector.as_deref())
                 .await?;
             println!(
@@ -162,7 +167,7 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
             Ok(())
         }
         ClientCommand::Delete { target, name } => {
-            Client::new(&target.server)
+            Client::new(&target.server, target.token.clone())
                 .delete(&target.namespace, &name)
                 .await?;
             println!("{}/{name} deleted", target.namespace);
@@ -181,7 +186,7 @@ async fn apply(
     recursive: bool,
     check_version: bool,
 ) -> Result<(), CliError> {
-    let client = Client::new(&target.server);
+    let client = Client::new(&target.server, target.token.clone());
     let mut files = Vec::new();
     for path in paths {
         manifest_files(path, recursive, &mut files)?;

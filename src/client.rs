@@ -1,6 +1,7 @@
 //! A small client of the REST API, for the command line and CI pipelines.
 
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::api::Problem;
@@ -59,13 +60,16 @@ pub enum Applied {
 
 pub struct Client {
     server: String,
+    token: Option<SecretString>,
     http: reqwest::Client,
 }
 
 impl Client {
-    pub fn new(server: &str) -> Self {
+    /// A client of `server` that sends `token` as its bearer token.
+    pub fn new(server: &str, token: Option<SecretString>) -> Self {
         Self {
             server: server.trim_end_matches('/').to_owned(),
+            token,
             http: reqwest::Client::new(),
         }
     }
@@ -85,6 +89,9 @@ impl Client {
         if_match: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
         let mut request = self.http.request(method, &url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose_secret());
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{AddressPolicy, IngressPolicy, Policies};
 
@@ -30,6 +30,34 @@ pub struct Settings {
         default_value_t = 5000
     )]
     pub max_services_per_namespace: u32,
+    /// The platform admin's token, 32 characters at least: manages teams, and writes in
+    /// any namespace. Without one (and no --admin-token-file) nobody manages teams.
+    #[arg(long, env = "EXTSVC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
+    /// A file holding the platform admin's token (a mounted Secret).
+    #[arg(long, env = "EXTSVC_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A token that reads /metrics and nothing else (for Prometheus).
+    #[arg(long, env = "EXTSVC_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+    /// Serve /metrics without a token.
+    #[arg(long, env = "EXTSVC_OPEN_METRICS")]
+    pub open_metrics: bool,
+    /// YAML file of trusted OIDC issuers and service accounts, with the rules that map
+    /// their identities to teams and roles (see the README).
+    #[arg(long, env = "EXTSVC_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+    /// The most registrations a team holds in all its namespaces, unless its own
+    /// `maxServices` says otherwise.
+    #[arg(long, env = "EXTSVC_MAX_SERVICES_PER_TEAM", default_value_t = 1000)]
+    pub max_services_per_team: u32,
+    /// Requests a second one caller may make on average (bursts of twice that), per
+    /// replica; more are answered 429.
+    #[arg(long, env = "EXTSVC_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Days the audit log keeps an entry.
+    #[arg(long, env = "EXTSVC_AUDIT_RETENTION_DAYS", default_value_t = 90)]
+    pub audit_retention_days: u32,
     /// Backend addresses denied besides the built-in ranges (loopback, link-local with the
     /// cloud metadata services, unspecified, multicast, broadcast): comma-separated CIDR
     /// ranges, or `none` to deny nothing at all (tests only).
@@ -87,7 +115,35 @@ pub struct KubernetesSettings {
     pub identity: Option<String>,
 }
 
+/// The shortest platform admin or metrics token accepted.
+const MIN_TOKEN_CHARS: usize = 32;
+
 impl Settings {
+    /// The platform admin's token, from the flag, the environment or the file.
+    pub fn admin_token(&self) -> Result<Option<SecretString>, String> {
+        let token = match (&self.admin_token, &self.admin_token_file) {
+            (Some(token), _) => Some(token.expose_secret().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("could not read {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        token
+            .map(|token| strong(token, "the admin token"))
+            .transpose()
+    }
+
+    /// The metrics token, if one is set.
+    pub fn metrics_token(&self) -> Result<Option<SecretString>, String> {
+        self.metrics_token
+            .as_ref()
+            .map(|token| strong(token.expose_secret().to_owned(), "the metrics token"))
+            .transpose()
+    }
+
     /// The policies the flags describe.
     pub fn policies(&self) -> Result<Policies, String> {
         let mut addresses =
@@ -104,6 +160,15 @@ impl Settings {
     }
 }
 
+fn strong(token: String, what: &str) -> Result<SecretString, String> {
+    if token.chars().count() < MIN_TOKEN_CHARS || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!(
+            "{what} must be at least {MIN_TOKEN_CHARS} visible ASCII characters (try: head -c 32 /dev/urandom | base64)"
+        ));
+    }
+    Ok(SecretString::from(token))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{Args, Command};
@@ -111,12 +176,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn help_never_prints_the_database_url_from_the_environment() {
+    fn help_never_prints_a_secret_from_the_environment() {
         let command = Settings::augment_args(Command::new("serve"));
-        let url = command
-            .get_arguments()
-            .find(|arg| arg.get_id() == "database_url")
-            .expect("a database_url argument");
-        assert!(url.is_hide_env_values_set());
+        for secret in ["database_url", "admin_token", "metrics_token"] {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == secret)
+                .expect("the argument");
+            assert!(arg.is_hide_env_values_set(), "{secret}");
+        }
+    }
+
+    #[test]
+    fn weak_tokens_are_refused() {
+        assert!(strong("short".to_owned(), "t").is_err());
+        assert!(strong(format!("{} x", "a".repeat(40)), "t").is_err());
+        assert!(strong("a".repeat(32), "t").is_ok());
     }
 }

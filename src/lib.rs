@@ -1,6 +1,7 @@
 //! extsvc: register backends that live outside Kubernetes and use them from inside it.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;

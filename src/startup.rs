@@ -10,10 +10,11 @@ use actix_web::{App, HttpServer, web};
 use futures::FutureExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{self, AuthConfig, Authenticator, token};
 use crate::config::{KubernetesSettings, Settings};
 use crate::domain::Policies;
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
@@ -44,6 +45,8 @@ pub enum StartupError {
     InstallCrd(#[source] kube::Error),
     #[error("a policy setting is not valid: {0}")]
     Policy(String),
+    #[error("the authentication settings are not valid: {0}")]
+    Auth(String),
     #[error("could not set up TLS for HTTPS health checks")]
     ProbeTls(#[source] rustls::Error),
 }
@@ -53,6 +56,8 @@ pub struct Application {
     port: u16,
     server: Server,
     kubernetes: Option<(CancellationToken, JoinHandle<()>)>,
+    /// Stops the tasks every replica runs (pruning the audit log).
+    background: CancellationToken,
 }
 
 impl Application {
@@ -67,7 +72,8 @@ impl Application {
             .unwrap_or(2 * workers as u32);
         let database = Database::new(settings.database_url.expose_secret(), connections)
             .map_err(StartupError::OpenStore)?
-            .services_per_namespace(settings.max_services_per_namespace);
+            .services_per_namespace(settings.max_services_per_namespace)
+            .services_per_team(settings.max_services_per_team);
         database.migrate().await.map_err(StartupError::OpenStore)?;
         let listener =
             TcpListener::bind(settings.listen).map_err(|source| StartupError::Listen {
@@ -78,8 +84,11 @@ impl Application {
         let metrics = Metrics::default();
         let liveness = api::Liveness::default();
         let policies = settings.policies().map_err(StartupError::Policy)?;
+        let auth = AuthSettings::read(settings)?;
 
-        let kubernetes = match kube_client(&settings.kubernetes).await? {
+        let client = kube_client(&settings.kubernetes).await?;
+        let authentication = auth.shared(client.clone())?;
+        let kubernetes = match client {
             Some(client) => {
                 let roles = LeaderRoles::new(&settings.kubernetes, &policies)?;
                 if settings.kubernetes.install_crd {
@@ -107,14 +116,32 @@ impl Application {
             None => None,
         };
 
+        let background = CancellationToken::new();
+        tokio::spawn(api::prune_audit(
+            database.store(1),
+            chrono::Duration::days(i64::from(settings.audit_retention_days)),
+            background.clone(),
+        ));
         let share = database.max_connections().div_ceil(workers as u32);
         let api_metrics = web::Data::new(metrics);
         let liveness = web::Data::new(liveness);
         let served = web::Data::new(api::Served(settings.kubernetes.watch_namespace.clone()));
         let policies = web::Data::new(policies);
+        let limiter = web::Data::new(api::RateLimiter::new(settings.rate_limit));
+        let reserved = web::Data::new(api::Reserved {
+            operator_namespace: settings.kubernetes.lease_namespace.clone(),
+        });
+        let metrics_access = web::Data::new(auth.metrics_access);
         let server = HttpServer::new(move || {
+            let store = database.store(share);
+            let authenticator = Authenticator::new(authentication.clone(), store.clone());
             App::new()
-                .app_data(web::Data::new(database.store(share)))
+                .wrap(actix_web::middleware::from_fn(api::audit_middleware))
+                .app_data(web::Data::new(authenticator))
+                .app_data(web::Data::new(store))
+                .app_data(limiter.clone())
+                .app_data(reserved.clone())
+                .app_data(metrics_access.clone())
                 .app_data(web::Data::new(api::Readiness(database.store(1))))
                 .app_data(served.clone())
                 .app_data(policies.clone())
@@ -131,6 +158,7 @@ impl Application {
             port,
             server,
             kubernetes,
+            background,
         })
     }
 
@@ -147,6 +175,7 @@ impl Application {
     /// releasing the leader Lease so that another replica takes over at once.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
         let served = self.server.await.map_err(StartupError::Serve);
+        self.background.cancel();
         if let Some((shutdown, roles)) = self.kubernetes {
             shutdown.cancel();
             if let Err(error) = roles.await {
@@ -154,6 +183,55 @@ impl Application {
             }
         }
         served
+    }
+}
+
+/// Who may call, as the settings say: the tokens of the platform admin and of metrics,
+/// and the auth configuration file.
+struct AuthSettings {
+    admin_token: Option<SecretString>,
+    config: AuthConfig,
+    metrics_access: api::MetricsAccess,
+}
+
+impl AuthSettings {
+    fn read(settings: &Settings) -> Result<Self, StartupError> {
+        let admin_token = settings.admin_token().map_err(StartupError::Auth)?;
+        if admin_token.is_none() {
+            tracing::warn!("no platform admin token (EXTSVC_ADMIN_TOKEN): nobody can manage teams");
+        }
+        let config = match &settings.auth_config {
+            Some(path) => AuthConfig::read(path).map_err(StartupError::Auth)?,
+            None => AuthConfig::default(),
+        };
+        let metrics_token = settings.metrics_token().map_err(StartupError::Auth)?;
+        Ok(Self {
+            admin_token,
+            config,
+            metrics_access: api::MetricsAccess {
+                open: settings.open_metrics,
+                token: metrics_token.map(|t| token::hash(t.expose_secret())),
+            },
+        })
+    }
+
+    /// What every worker's authenticator shares; service-account tokens are reviewed
+    /// only when there is a cluster to ask.
+    fn shared(&self, client: Option<kube::Client>) -> Result<Arc<auth::Shared>, StartupError> {
+        let oidc = if self.config.oidc.is_empty() {
+            None
+        } else {
+            Some(auth::oidc::Verifier::new(self.config.oidc.clone()).map_err(StartupError::Auth)?)
+        };
+        let accounts = self.config.service_accounts.clone();
+        let review = client
+            .filter(|_| !accounts.is_empty())
+            .map(|client| auth::review::Reviewer::new(client, accounts));
+        let admin = self
+            .admin_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        Ok(Arc::new(auth::Shared::new(admin.as_deref(), oidc, review)))
     }
 }
 

@@ -73,11 +73,21 @@ impl ReceivedDocument {
     }
 }
 
-/// Reads and decodes the body. Nothing is parsed before the media type and size pass.
-pub async fn read_document(
+/// Reads a body that must be a JSON or YAML object, naming every field that does not
+/// decode into `T`.
+pub async fn read_body<T: DeserializeOwned>(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    decode(read_object(request, payload).await?)
+}
+
+/// Reads a body: JSON or YAML, an object, within the size and time limits, without NUL.
+/// Nothing is parsed before the media type and size pass.
+async fn read_object(
     request: &HttpRequest,
     mut payload: web::Payload,
-) -> Result<ReceivedDocument, ApiError> {
+) -> Result<serde_json::Value, ApiError> {
     let format = Format::of(request)?;
     let too_large = ApiError::BodyTooLarge {
         limit: MAX_BODY_BYTES,
@@ -137,6 +147,15 @@ pub async fn read_document(
         }])
         .into());
     }
+    Ok(value)
+}
+
+/// Reads and decodes the body. Nothing is parsed before the media type and size pass.
+pub async fn read_document(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<ReceivedDocument, ApiError> {
+    let value = read_object(request, payload).await?;
     if is_legacy(&value) {
         let legacy: LegacyDocument = decode(value)?;
         Ok(ReceivedDocument {

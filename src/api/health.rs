@@ -9,8 +9,8 @@ use crate::domain::DnsLabel;
 use crate::resource::{HealthHistory, HealthList, ServiceHealth};
 use crate::store::{Store, StoreError};
 
+use super::caller::{Authenticated, ServicePath};
 use super::paging::{decode_continue, finish_page, limit};
-use super::services::existing_key;
 use super::{ApiError, Problem};
 
 const DEFAULT_HISTORY: i64 = 20;
@@ -38,9 +38,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Checks that the registration exists; health of an unknown name is a 404.
-async fn registered(store: &Store, namespace: &str, name: &str) -> Result<(), ApiError> {
-    existing_key(namespace, name)?;
+/// Checks that the caller may read the registration and that it exists; health of an
+/// unknown name is a 404.
+async fn registered(store: &Store, path: &ServicePath) -> Result<(), ApiError> {
+    path.readable()?;
+    let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
     match store.find_service(namespace, name).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(ApiError::from_store(StoreError::NotFound, namespace, name)),
@@ -67,11 +69,13 @@ async fn registered(store: &Store, namespace: &str, name: &str) -> Result<(), Ap
     )
 )]
 pub async fn get_health(
-    path: web::Path<(String, String)>,
+    path: ServicePath,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
-    registered(&store, &namespace, &name).await?;
+    registered(&store, &path).await?;
+    let ServicePath {
+        namespace, name, ..
+    } = path;
     let health = store
         .health(&namespace, &name)
         .await
@@ -108,13 +112,15 @@ pub struct HistoryParams {
     )
 )]
 pub async fn get_health_history(
-    path: web::Path<(String, String)>,
+    path: ServicePath,
     params: web::Query<HistoryParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
     let limit = limit(params.limit.as_deref(), DEFAULT_HISTORY, MAX_HISTORY)?;
-    registered(&store, &namespace, &name).await?;
+    registered(&store, &path).await?;
+    let ServicePath {
+        namespace, name, ..
+    } = path;
     let transitions = store
         .health_history(&namespace, &name, limit)
         .await
@@ -146,7 +152,8 @@ pub struct ListHealthParams {
 
 /// Health of every external service
 ///
-/// With `state=unready`, the services that have an address that is not ready.
+/// With `state=unready`, the services that have an address that is not ready. Only the
+/// namespaces the caller may read.
 #[utoipa::path(
     get,
     path = "/api/v1/health",
@@ -158,6 +165,7 @@ pub struct ListHealthParams {
     )
 )]
 pub async fn list_health(
+    caller: Authenticated,
     params: web::Query<ListHealthParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
@@ -177,13 +185,32 @@ pub async fn list_health(
             parameter: "namespace",
             detail: e.to_string(),
         })?;
+        caller
+            .0
+            .may_list(namespace)
+            .map_err(|refusal| ApiError::refused(refusal, namespace, ""))?;
     }
     let limit = limit(params.limit.as_deref(), DEFAULT_LIST, MAX_LIST)?;
     let after = decode_continue(params.continue_token.as_deref())?;
-    let mut items = store
-        .list_health(params.namespace.as_deref(), unready, after, limit + 1)
-        .await
-        .map_err(ApiError::Store)?;
+    // One namespace, every namespace, or (for a team) each of its own in turn.
+    let scopes: Vec<Option<&str>> = match (&params.namespace, caller.0.namespaces()) {
+        (Some(namespace), _) => vec![Some(namespace)],
+        (None, None) => vec![None],
+        (None, Some(own)) => own.iter().map(|n| Some(n.as_str())).collect(),
+    };
+    let mut items = Vec::new();
+    for namespace in scopes {
+        // One extra item tells whether another page follows.
+        let wanted = limit + 1 - items.len() as i64;
+        if wanted <= 0 {
+            break;
+        }
+        let found = store
+            .list_health(namespace, unready, after.clone(), wanted)
+            .await
+            .map_err(ApiError::Store)?;
+        items.extend(found);
+    }
     let continue_token = finish_page(&mut items, limit, |h| {
         (h.namespace.as_str(), h.name.as_str())
     });

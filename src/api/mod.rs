@@ -1,18 +1,25 @@
 //! The REST API: handlers, the OpenAPI document, problem+json errors.
 
+mod audit;
 mod body;
+mod caller;
 mod health;
 mod openapi;
 mod paging;
 mod problem;
+mod rate_limit;
 mod services;
 mod system;
+mod teams;
 
+pub use audit::{REQUEST_ID, middleware as audit_middleware, prune as prune_audit};
 pub use body::MAX_BODY_BYTES;
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};
+pub use rate_limit::RateLimiter;
 pub use services::Served;
-pub use system::{Liveness, Readiness};
+pub use system::{Liveness, MetricsAccess, Readiness};
+pub use teams::Reserved;
 
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;
@@ -29,6 +36,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .configure(services::configure)
     .configure(health::configure)
+    .configure(teams::configure)
+    .configure(audit::configure)
     .configure(system::configure)
     .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

@@ -1,12 +1,13 @@
 //! The OpenAPI 3.1 document, generated from the handlers and types. The committed copy
 //! in `openapi/openapi.json` must equal it (a test checks).
 
-use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{health, services, system};
+use super::{audit, health, services, system, teams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +28,15 @@ use super::{health, services, system};
         health::get_health,
         health::get_health_history,
         health::list_health,
+        teams::create_team,
+        teams::list_teams,
+        teams::get_team,
+        teams::put_team,
+        teams::delete_team,
+        teams::create_token,
+        teams::list_tokens,
+        teams::revoke_token,
+        audit::list_audit,
         system::healthz,
         system::readyz,
         system::metrics,
@@ -34,9 +44,11 @@ use super::{health, services, system};
     tags(
         (name = "external-services", description = "Backends outside the cluster"),
         (name = "health", description = "What the health checks found"),
+        (name = "teams", description = "Teams, the namespaces they own, and their tokens"),
+        (name = "audit", description = "Who changed what, and who was refused"),
         (name = "system", description = "Probes of the server itself"),
     ),
-    modifiers(&ParameterRules),
+    modifiers(&ParameterRules, &Security),
 )]
 pub struct ApiDoc;
 
@@ -49,6 +61,8 @@ struct ParameterRules;
 const NAMESPACE: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// A DNS-1035 label (a registration's name, which names its Service too).
 const NAME: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// A token's id.
+const UUID: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
 /// The base64url (unpadded) tokens `finish_page` writes.
 const CONTINUE: &str = "^[A-Za-z0-9_-]+$";
 /// `*`, or a comma-separated list of entity tags, strong or weak.
@@ -79,7 +93,9 @@ fn constrain(operation: &mut Operation) {
         let rule = match (&parameter.parameter_in, parameter.name.as_str()) {
             (ParameterIn::Path, "namespace") => Some((NAMESPACE, Some(63))),
             (ParameterIn::Path, "name") => Some((NAME, Some(63))),
-            (ParameterIn::Query, "continue") => Some((CONTINUE, None)),
+            (ParameterIn::Path, "team") => Some((NAMESPACE, Some(63))),
+            (ParameterIn::Path, "id") => Some((UUID, Some(36))),
+            (ParameterIn::Query, "continue") if !has_pattern(parameter) => Some((CONTINUE, None)),
             (ParameterIn::Header, "If-Match") => Some((IF_MATCH, None)),
             _ => None,
         };
@@ -89,12 +105,88 @@ fn constrain(operation: &mut Operation) {
     }
 }
 
+/// Whether the handler's own declaration already gives the parameter a pattern.
+fn has_pattern(parameter: &Parameter) -> bool {
+    matches!(&parameter.schema, Some(RefOr::T(Schema::Object(object))) if object.pattern.is_some())
+}
+
 fn string_schema(parameter: &mut Parameter, pattern: &str, max_length: Option<usize>) {
     let schema = ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(pattern))
         .max_length(max_length);
     parameter.schema = Some(schema.into());
+}
+
+/// Every operation but the kubelet's probes takes a bearer token: an API token, the
+/// platform admin's, an OIDC ID token or a Kubernetes service-account token. Written
+/// into each operation, with the answers every one of them may give.
+struct Security;
+
+/// The operations anyone may call.
+const OPEN: [&str; 2] = ["/healthz", "/readyz"];
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token (`extsvc_...`), the platform admin's token, an OIDC ID \
+                         token of a trusted issuer, or a Kubernetes service-account token",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if OPEN.contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                secure(operation);
+            }
+        }
+    }
+}
+
+fn secure(operation: &mut Operation) {
+    operation.security = Some(vec![SecurityRequirement::new(
+        "bearer",
+        Vec::<String>::new(),
+    )]);
+    let answers = [
+        ("401", "No valid credentials (`WWW-Authenticate: Bearer`)"),
+        ("403", "The caller may not do this"),
+        (
+            "429",
+            "Over the caller's rate (`Retry-After`, `RateLimit-*`)",
+        ),
+    ];
+    for (status, description) in answers {
+        let problem = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| {
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(super::PROBLEM_JSON, problem)
+                    .build()
+                    .into()
+            });
+    }
 }
 
 impl ApiDoc {

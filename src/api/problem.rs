@@ -69,6 +69,25 @@ pub enum ApiError {
     },
     #[error("no external service {namespace}/{name}")]
     NotFound { namespace: String, name: String },
+    /// Not the caller's to see: answered exactly like [`ApiError::NotFound`].
+    #[error("no external service {namespace}/{name}")]
+    Hidden { namespace: String, name: String },
+    #[error("no {0}")]
+    NoSuch(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(
+        "too many requests: at most {per_second} a second on average; try again in {retry_after} s"
+    )]
+    RateLimited { per_second: u32, retry_after: u64 },
     #[error("external service {namespace}/{name} already exists")]
     AlreadyExists { namespace: String, name: String },
     #[error(
@@ -90,6 +109,33 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Why a caller may not touch `namespace/name`.
+    pub fn refused(refusal: crate::auth::Refusal, namespace: &str, name: &str) -> Self {
+        match refusal {
+            crate::auth::Refusal::Hidden => Self::Hidden {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            },
+            crate::auth::Refusal::Forbidden(reason) => Self::Forbidden(reason),
+        }
+    }
+
+    /// Whether this answers a request the caller was not allowed to make.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Hidden { .. }
+                | Self::Unauthenticated(_)
+                | Self::Forbidden(_)
+                | Self::RateLimited { .. }
+        )
+    }
+
+    /// The problem type's last segment (`not-found`), as the audit log records it.
+    pub fn slug(&self) -> &'static str {
+        self.kind().0
+    }
+
     /// Maps a store error for the registration `namespace/name`.
     pub fn from_store(error: StoreError, namespace: &str, name: &str) -> Self {
         match error {
@@ -105,6 +151,9 @@ impl ApiError {
                 namespace: namespace.to_owned(),
                 limit,
             },
+            StoreError::TeamFull { team, limit } => Self::QuotaExceeded(format!(
+                "team {team} already holds {limit} external services, the most allowed"
+            )),
             StoreError::PreconditionFailed => Self::PreconditionFailed,
             StoreError::ReadOnly => Self::ReadOnly {
                 namespace: namespace.to_owned(),
@@ -123,7 +172,15 @@ impl ApiError {
             Self::UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type"),
             Self::Invalid(_) => ("invalid-document", "The document is not valid"),
             Self::BadParameter { .. } => ("invalid-parameter", "A parameter is not valid"),
-            Self::NotFound { .. } => ("not-found", "Not found"),
+            Self::NotFound { .. } | Self::Hidden { .. } | Self::NoSuch(_) => {
+                ("not-found", "Not found")
+            }
+            Self::Conflict(_) => ("conflict", "Conflict"),
+            Self::Unauthenticated(_) => ("unauthenticated", "Unauthenticated"),
+            Self::Forbidden(_) => ("forbidden", "Forbidden"),
+            Self::QuotaExceeded(_) => ("quota-exceeded", "Quota exceeded"),
+            Self::RateLimited { .. } => ("rate-limited", "Too many requests"),
+            Self::Unavailable(_) => ("unavailable", "The service is unavailable"),
             Self::AlreadyExists { .. } => ("already-exists", "Already exists"),
             Self::NamespaceFull { .. } => ("quota-exceeded", "The namespace is full"),
             Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
@@ -184,14 +241,21 @@ impl ResponseError for ApiError {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound { .. } | Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::NamespaceFull { .. } => StatusCode::FORBIDDEN,
-            Self::AlreadyExists { .. }
+            Self::NotFound { .. } | Self::Hidden { .. } | Self::NoSuch(_) | Self::NoRoute => {
+                StatusCode::NOT_FOUND
+            }
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::NamespaceFull { .. } | Self::Forbidden(_) | Self::QuotaExceeded(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Conflict(_)
+            | Self::AlreadyExists { .. }
             | Self::ReadOnly { .. }
             | Self::Store(StoreError::Contended) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -207,6 +271,15 @@ impl ResponseError for ApiError {
             }
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            Self::Unauthenticated(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"extsvc\""),
+                ));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }

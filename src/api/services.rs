@@ -5,13 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::domain::{
-    DnsLabel, FieldError, LabelSelector, Policies, Registration, ServiceName, ValidationErrors,
-};
+use crate::domain::{FieldError, LabelSelector, Policies, Registration, ValidationErrors};
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
 
+use super::audit::Generations;
 use super::body::read_document;
+use super::caller::{Authenticated, InNamespace, ServicePath};
 use super::paging::{decode_continue, finish_page, limit};
 use super::{ApiError, Problem};
 
@@ -37,18 +37,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_all_services))
             .default_service(super::method_not_allowed("GET")),
     );
-}
-
-/// Names in a path that no registration can have are simply not found; checking them
-/// first also keeps bytes PostgreSQL refuses (NUL) away from it.
-pub(super) fn existing_key(namespace: &str, name: &str) -> Result<(), ApiError> {
-    if DnsLabel::parse(namespace).is_ok() && ServiceName::parse(name).is_ok() {
-        return Ok(());
-    }
-    Err(ApiError::NotFound {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-    })
 }
 
 /// The one namespace this installation writes to the cluster (`--watch-namespace`), or
@@ -80,9 +68,41 @@ fn etag(service: &StoredService) -> String {
     format!("\"{}\"", service.resource_version)
 }
 
-fn respond(mut response: actix_web::HttpResponseBuilder, service: StoredService) -> HttpResponse {
+fn respond(
+    mut response: actix_web::HttpResponseBuilder,
+    service: StoredService,
+    generations: Generations,
+) -> HttpResponse {
     response.insert_header((header::ETAG, etag(&service)));
-    response.json(service.into_document())
+    let mut response = response.json(service.into_document());
+    response.extensions_mut().insert(generations);
+    response
+}
+
+/// The document as a registration, if it is valid and within the policies, the team's
+/// Ingress hosts included.
+async fn admissible(
+    received: &super::body::ReceivedDocument,
+    namespace: &str,
+    name: Option<&str>,
+    policies: &Policies,
+    store: &Store,
+) -> Result<Registration, ApiError> {
+    let registration = Registration::parse(received.document.clone(), namespace, name)
+        .and_then(|registration| {
+            policies.check(registration.spec())?;
+            Ok(registration)
+        })
+        .map_err(|errors| received.locate(errors))?;
+    let owner = store
+        .team_of_namespace(namespace)
+        .await
+        .map_err(ApiError::Store)?;
+    if let Some(team) = owner {
+        crate::domain::check_ingress_hosts(registration.spec(), &team.ingress_hosts, &team.name)
+            .map_err(|errors| received.locate(errors))?;
+    }
+    Ok(registration)
 }
 
 /// Reads `If-Match`: `*`, or a list of strong entity tags holding resource versions.
@@ -140,21 +160,19 @@ fn precondition(request: &HttpRequest) -> Result<Option<Precondition>, ApiError>
 )]
 pub async fn register_service(
     request: HttpRequest,
-    path: web::Path<String>,
+    path: InNamespace,
     payload: web::Payload,
     store: web::Data<Store>,
     served: web::Data<Served>,
     policies: web::Data<Policies>,
 ) -> Result<HttpResponse, ApiError> {
-    let namespace = path.into_inner();
+    let namespace = path.namespace;
+    path.caller
+        .may_write(&namespace)
+        .map_err(|refusal| ApiError::refused(refusal, &namespace, ""))?;
     served.check(&namespace)?;
     let received = read_document(&request, payload).await?;
-    let registration = Registration::parse(received.document.clone(), &namespace, None)
-        .and_then(|registration| {
-            policies.check(registration.spec())?;
-            Ok(registration)
-        })
-        .map_err(|errors| received.locate(errors))?;
+    let registration = admissible(&received, &namespace, None, &policies, &store).await?;
     let key = registration.key();
     let created = store
         .create_service(&registration)
@@ -162,7 +180,8 @@ pub async fn register_service(
         .map_err(|e| ApiError::from_store(e, key.namespace.as_ref(), key.name.as_ref()))?;
     let mut response = HttpResponse::Created();
     response.insert_header((header::LOCATION, path_of(&created.namespace, &created.name)));
-    Ok(respond(response, created))
+    let generations = Generations::created(created.generation);
+    Ok(respond(response, created, generations))
 }
 
 /// Read an external service
@@ -180,16 +199,15 @@ pub async fn register_service(
     )
 )]
 pub async fn get_service(
-    path: web::Path<(String, String)>,
+    path: ServicePath,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
-    existing_key(&namespace, &name)?;
+    path.readable()?;
     let service = store
-        .get_service(&namespace, &name)
+        .get_service(&path.namespace, &path.name)
         .await
-        .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
-    Ok(respond(HttpResponse::Ok(), service))
+        .map_err(|e| ApiError::from_store(e, &path.namespace, &path.name))?;
+    Ok(respond(HttpResponse::Ok(), service, Generations::default()))
 }
 
 /// Create or replace an external service
@@ -223,35 +241,35 @@ pub async fn get_service(
 )]
 pub async fn replace_service(
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: ServicePath,
     payload: web::Payload,
     store: web::Data<Store>,
     served: web::Data<Served>,
     policies: web::Data<Policies>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
-    served.check(&namespace)?;
+    path.writable()?;
+    let (namespace, name) = (&path.namespace, &path.name);
+    served.check(namespace)?;
     let precondition = precondition(&request)?;
     let received = read_document(&request, payload).await?;
-    let registration = Registration::parse(received.document.clone(), &namespace, Some(&name))
-        .and_then(|registration| {
-            policies.check(registration.spec())?;
-            Ok(registration)
-        })
-        .map_err(|errors| received.locate(errors))?;
+    let registration = admissible(&received, namespace, Some(name), &policies, &store).await?;
     let stored = store
         .put_service(&registration, precondition.as_ref())
         .await
-        .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
+        .map_err(|e| ApiError::from_store(e, namespace, name))?;
+    let generations = Generations {
+        before: stored.previous_generation,
+        after: Some(stored.service.generation),
+    };
     let response = match stored.outcome {
         WriteOutcome::Created => {
             let mut response = HttpResponse::Created();
-            response.insert_header((header::LOCATION, path_of(&namespace, &name)));
+            response.insert_header((header::LOCATION, path_of(namespace, name)));
             response
         }
         WriteOutcome::Replaced | WriteOutcome::Unchanged => HttpResponse::Ok(),
     };
-    Ok(respond(response, stored.service))
+    Ok(respond(response, stored.service, generations))
 }
 
 /// Delete an external service
@@ -273,19 +291,26 @@ pub async fn replace_service(
 )]
 pub async fn delete_service(
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    path: ServicePath,
     store: web::Data<Store>,
     served: web::Data<Served>,
 ) -> Result<HttpResponse, ApiError> {
-    let (namespace, name) = path.into_inner();
-    existing_key(&namespace, &name)?;
-    served.check(&namespace)?;
+    path.readable()?;
+    path.writable()?;
+    let (namespace, name) = (&path.namespace, &path.name);
+    served.check(namespace)?;
     let precondition = precondition(&request)?;
     let deleted = store
-        .delete_service(&namespace, &name, precondition.as_ref())
+        .delete_service(namespace, name, precondition.as_ref())
         .await
-        .map_err(|e| ApiError::from_store(e, &namespace, &name))?;
-    Ok(HttpResponse::Ok().json(deleted.into_document()))
+        .map_err(|e| ApiError::from_store(e, namespace, name))?;
+    let generations = Generations {
+        before: Some(deleted.generation),
+        after: None,
+    };
+    let mut response = HttpResponse::Ok().json(deleted.into_document());
+    response.extensions_mut().insert(generations);
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -316,19 +341,19 @@ pub struct ListParams {
     )
 )]
 pub async fn list_namespaced_services(
-    path: web::Path<String>,
+    path: InNamespace,
     params: web::Query<ListParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    let namespace = path.into_inner();
-    DnsLabel::parse(&namespace).map_err(|e| ApiError::BadParameter {
-        parameter: "namespace",
-        detail: e.to_string(),
-    })?;
-    list(Some(&namespace), params.into_inner(), &store).await
+    path.caller
+        .may_list(&path.namespace)
+        .map_err(|refusal| ApiError::refused(refusal, &path.namespace, ""))?;
+    list(Some(&[path.namespace]), params.into_inner(), &store).await
 }
 
 /// List the external services of every namespace
+///
+/// Every namespace the caller may read: a team's own, or all for the platform admin.
 #[utoipa::path(
     get,
     path = "/api/v1/external-services",
@@ -340,14 +365,17 @@ pub async fn list_namespaced_services(
     )
 )]
 pub async fn list_all_services(
+    caller: Authenticated,
     params: web::Query<ListParams>,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    list(None, params.into_inner(), &store).await
+    list(caller.0.namespaces(), params.into_inner(), &store).await
 }
 
+/// A page over `namespaces` (every namespace for `None`). A team's namespaces are walked
+/// in order, each with the statement for one namespace, which stops at the page.
 async fn list(
-    namespace: Option<&str>,
+    namespaces: Option<&[String]>,
     params: ListParams,
     store: &Store,
 ) -> Result<HttpResponse, ApiError> {
@@ -358,16 +386,28 @@ async fn list(
             parameter: "labelSelector",
             detail: e.to_string(),
         })?;
-    let mut page = store
-        .list_services(&ListQuery {
-            namespace,
-            after,
-            selector: &selector,
-            // One extra row tells whether another page follows.
-            limit: limit + 1,
-        })
-        .await
-        .map_err(ApiError::Store)?;
+    let scopes: Vec<Option<&str>> = match namespaces {
+        None => vec![None],
+        Some(namespaces) => namespaces.iter().map(|n| Some(n.as_str())).collect(),
+    };
+    let mut page = Vec::new();
+    for namespace in scopes {
+        // One extra row tells whether another page follows.
+        let wanted = limit + 1 - page.len() as i64;
+        if wanted <= 0 {
+            break;
+        }
+        let rows = store
+            .list_services(&ListQuery {
+                namespace,
+                after: after.clone(),
+                selector: &selector,
+                limit: wanted,
+            })
+            .await
+            .map_err(ApiError::Store)?;
+        page.extend(rows);
+    }
     let continue_token = finish_page(&mut page, limit, |s| {
         (s.namespace.as_str(), s.name.as_str())
     });

@@ -10,6 +10,7 @@ use crate::store::Store;
 use crate::sync::lock;
 
 use super::ApiError;
+use super::caller::authenticate;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
@@ -77,6 +78,37 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, Api
     Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 
+/// Who may read `/metrics`: anyone (`--open-metrics`), or the bearer of the metrics token
+/// (`EXTSVC_METRICS_TOKEN`) or of the platform admin's. Series name every service, so
+/// they are not for every team to read.
+pub struct MetricsAccess {
+    pub open: bool,
+    pub token: Option<[u8; 32]>,
+}
+
+impl MetricsAccess {
+    async fn check(&self, request: &HttpRequest) -> Result<(), ApiError> {
+        if self.open {
+            return Ok(());
+        }
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(crate::auth::token::hash);
+        if presented.is_some() && presented == self.token {
+            return Ok(());
+        }
+        if authenticate(request).await?.is_platform_admin() {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(
+            "metrics are for the metrics token or the platform admin".to_owned(),
+        ))
+    }
+}
+
 /// Prometheus metrics
 ///
 /// The Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when `Accept` ranks it first
@@ -93,17 +125,22 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, Api
         ),
     ))
 )]
-pub async fn metrics(request: HttpRequest, metrics: web::Data<Metrics>) -> HttpResponse {
+pub async fn metrics(
+    request: HttpRequest,
+    access: web::Data<MetricsAccess>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    access.check(&request).await?;
     let accept = request
         .headers()
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok());
     let format = Exposition::negotiate(accept);
-    match metrics.encode(format) {
-        Ok(text) => HttpResponse::Ok()
-            .content_type(format.content_type())
-            .insert_header((header::VARY, "Accept"))
-            .body(text),
-        Err(_) => HttpResponse::InternalServerError().finish(),
-    }
+    let text = metrics
+        .encode(format)
+        .map_err(|_| ApiError::Unavailable("the metrics could not be encoded".to_owned()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((header::VARY, "Accept"))
+        .body(text))
 }

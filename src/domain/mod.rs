@@ -20,7 +20,10 @@ pub use invalid::{Errors, FieldError, FirstSeen, Invalid, Pointer, ValidationErr
 pub use label_selector::{Conjuncts, LabelSelector, Operator, Requirement};
 pub use metadata::ServiceKey;
 pub use name::{DnsLabel, DnsSubdomain, LabelValue, PortName, QualifiedName, ServiceName};
-pub use policy::{AddressPolicy, IngressPolicy, Policies};
+pub use policy::{
+    AddressPolicy, IngressPolicy, MAX_HOST_PATTERNS, Policies, check_host_pattern,
+    check_ingress_hosts,
+};
 pub use port::{CheckPort, PortNumber, ServicePort};
 pub use registration::Registration;
 pub use spec::ServiceSpec;

@@ -1,11 +1,15 @@
 //! PostgreSQL: the only place that speaks SQL.
 
+mod audit;
 mod health;
 mod mirror;
 mod services;
+mod teams;
 
+pub use audit::{AuditQuery, AuditRecord, NewAuditRecord};
 pub use mirror::{Change, ClusterService};
 pub use services::{ListQuery, Precondition, Stored, StoredService, WriteOutcome};
+pub use teams::{NewToken, StoredTeam, StoredToken, TeamSpec, TokenGrant};
 
 use std::str::FromStr;
 
@@ -19,6 +23,14 @@ pub enum StoreError {
     AlreadyExists,
     #[error("the namespace holds {limit} registrations, the most allowed")]
     NamespaceFull { limit: u32 },
+    #[error("team {team} holds {limit} registrations, the most allowed")]
+    TeamFull { team: String, limit: u32 },
+    #[error("namespace {namespace} belongs to {team}")]
+    NamespaceTaken { namespace: String, team: String },
+    #[error("there are {limit} teams, the most allowed")]
+    TooManyTeams { limit: i64 },
+    #[error("the team has {limit} active tokens, the most allowed")]
+    TooManyTokens { limit: i64 },
     #[error("no registration with this name exists")]
     NotFound,
     #[error("the registration changed since the version the request was based on")]
@@ -51,6 +63,14 @@ pub enum StoreError {
     WriteHealth(#[source] sqlx::Error),
     #[error("could not read health")]
     ReadHealth(#[source] sqlx::Error),
+    #[error("could not read a team or token")]
+    ReadTeam(#[source] sqlx::Error),
+    #[error("could not write a team or token")]
+    WriteTeam(#[source] sqlx::Error),
+    #[error("could not read the audit log")]
+    ReadAudit(#[source] sqlx::Error),
+    #[error("could not write the audit log")]
+    WriteAudit(#[source] sqlx::Error),
     #[error("a stored document does not decode")]
     DecodeDocument(#[source] serde_json::Error),
 }
@@ -61,6 +81,7 @@ pub struct Database {
     options: PgConnectOptions,
     max_connections: u32,
     services_per_namespace: u32,
+    services_per_team: u32,
 }
 
 impl Database {
@@ -74,6 +95,7 @@ impl Database {
             options,
             max_connections,
             services_per_namespace: u32::MAX,
+            services_per_team: u32::MAX,
         })
     }
 
@@ -81,6 +103,15 @@ impl Database {
     pub fn services_per_namespace(self, limit: u32) -> Self {
         Self {
             services_per_namespace: limit,
+            ..self
+        }
+    }
+
+    /// Caps the registrations of a team that sets no cap of its own
+    /// (see [`StoreError::TeamFull`]).
+    pub fn services_per_team(self, limit: u32) -> Self {
+        Self {
+            services_per_team: limit,
             ..self
         }
     }
@@ -104,6 +135,7 @@ impl Database {
     pub fn store(&self, share: u32) -> Store {
         Store {
             services_per_namespace: self.services_per_namespace,
+            services_per_team: self.services_per_team,
             pool: self
                 .pool(share)
                 // Opened in the background now rather than during the first burst.
@@ -148,7 +180,7 @@ async fn migrate_and_analyze(pool: &PgPool) -> Result<(), StoreError> {
         .await
         .map_err(StoreError::Migrate)?;
     if applied_migrations(pool).await? != before {
-        sqlx::query("ANALYZE external_services, outbox, service_health, health_transitions")
+        sqlx::query("ANALYZE external_services, outbox, service_health, health_transitions, teams, team_namespaces, api_tokens")
             .execute(pool)
             .await
             .map_err(StoreError::RefreshStatistics)?;
@@ -196,6 +228,7 @@ fn is_local(host: &str) -> bool {
 pub struct Store {
     pool: PgPool,
     services_per_namespace: u32,
+    services_per_team: u32,
 }
 
 impl Store {

@@ -113,6 +113,8 @@ pub enum WriteOutcome {
 pub struct Stored {
     pub service: StoredService,
     pub outcome: WriteOutcome,
+    /// The generation before the write; `None` when it created the registration.
+    pub previous_generation: Option<i64>,
 }
 
 /// One page of a listing, in (namespace, name) order.
@@ -281,6 +283,7 @@ impl Store {
             {
                 return Err(StoreError::PreconditionFailed);
             }
+            let previous_generation = current.as_ref().map(|c| c.generation);
             let (service, outcome) = match current {
                 Some(current) if current.same_content(registration) => {
                     (current, WriteOutcome::Unchanged)
@@ -298,7 +301,11 @@ impl Store {
                 record_change(&mut tx, &service, Operation::Apply).await?;
             }
             commit(tx).await?;
-            return Ok(Stored { service, outcome });
+            return Ok(Stored {
+                service,
+                outcome,
+                previous_generation,
+            });
         }
         Err(StoreError::Contended)
     }
@@ -331,9 +338,9 @@ impl Store {
         Ok(current)
     }
 
-    /// Inserts a new registration unless its namespace is full; `None` when the name is
-    /// taken. Concurrent creates in one namespace may each see room for one more, so the
-    /// cap can be passed by at most the number of writers at that moment.
+    /// Inserts a new registration unless its namespace or the team that owns it is full;
+    /// `None` when the name is taken. Concurrent creates may each see room for one more,
+    /// so a cap can be passed by at most the number of writers at that moment.
     async fn insert(
         &self,
         conn: &mut PgConnection,
@@ -352,6 +359,28 @@ impl Store {
         .map_err(StoreError::WriteService)?;
         if full {
             return Err(StoreError::NamespaceFull { limit });
+        }
+        if let Some(owner) = Self::owner_of(conn, registration.key().namespace.as_ref()).await? {
+            let limit = owner
+                .max_services
+                .map_or(self.services_per_team, |own| own.unsigned_abs());
+            let full = sqlx::query_scalar!(
+                r#"SELECT count(*) >= $2 AS "full!" FROM (
+                       SELECT FROM external_services e JOIN team_namespaces n
+                       ON n.namespace = e.namespace WHERE n.team = $1 LIMIT $2
+                   ) AS registered"#,
+                owner.team,
+                i64::from(limit),
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::WriteService)?;
+            if full {
+                return Err(StoreError::TeamFull {
+                    team: owner.team,
+                    limit,
+                });
+            }
         }
         insert(conn, registration).await
     }

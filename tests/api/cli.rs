@@ -11,6 +11,7 @@ async fn extsvc(app: &TestApp, args: &[&str]) -> Output {
     command
         .args(args)
         .env("EXTSVC_SERVER", &app.address)
+        .env("EXTSVC_TOKEN", crate::settings::ADMIN_TOKEN)
         .env_remove("EXTSVC_NAMESPACE");
     command.output().await.expect("the extsvc binary runs")
 }

@@ -3,7 +3,6 @@ use serde_json::{Value, json};
 
 use extsvc::config::{KubernetesSettings, Settings};
 use extsvc::startup::Application;
-use secrecy::SecretString;
 
 pub struct TestApp {
     pub address: String,
@@ -27,23 +26,13 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         .with_test_writer()
         .try_init();
     let database_url = crate::postgres::fresh_database().await;
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: SecretString::from(database_url.as_str()),
-        database_max_connections: Some(4),
-        max_services_per_namespace: 5000,
-        denied_cidrs: None,
-        allowed_cidrs: None,
-        cluster_cidrs: None,
-        ingress_classes: None,
-        denied_ingress_annotations: None,
-        allow_catch_all_ingress: false,
-        workers: Some(1),
-        kubernetes: KubernetesSettings {
+    let mut settings = crate::settings::settings(
+        &database_url,
+        KubernetesSettings {
             no_kubernetes: true,
             ..KubernetesSettings::default()
         },
-    };
+    );
     configure(&mut settings);
     let app = Application::build(&settings)
         .await
@@ -52,7 +41,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: crate::settings::client_with(crate::settings::ADMIN_TOKEN),
         database_url,
     }
 }

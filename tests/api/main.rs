@@ -5,9 +5,12 @@
 mod postgres;
 #[path = "../support/prometheus.rs"]
 mod prometheus;
+#[path = "../support/settings.rs"]
+mod settings;
 
 mod helpers;
 
+mod access;
 mod cli;
 mod database;
 mod documents;
@@ -19,4 +22,5 @@ mod namespaces;
 mod openapi;
 mod policies;
 mod system;
+mod teams;
 mod validation;

@@ -92,7 +92,10 @@ async fn promtool_finds_nothing_wrong_with_the_classic_format() {
 #[tokio::test]
 async fn prometheus_reads_the_metrics_with_their_types() {
     let app = spawn_app().await;
-    let mut prometheus = Prometheus::scraping(app.address.trim_start_matches("http://"));
+    let mut prometheus = Prometheus::scraping(
+        app.address.trim_start_matches("http://"),
+        crate::settings::METRICS_TOKEN,
+    );
 
     // What a server without Kubernetes exports; tests/operator checks the rest.
     let metadata = prometheus

@@ -35,6 +35,7 @@ const NAMESPACE: &str = "extsvc";
 const SERVICE_ACCOUNT: &str = "extsvc";
 const LEASE: &str = "extsvc-leader";
 const DATABASE_SECRET: &str = "extsvc-database";
+const ADMIN_SECRET: &str = "extsvc-admin";
 /// How long a new RoleBinding may take to reach the API server's authorizer.
 const RBAC_PROPAGATION: Duration = Duration::from_secs(15);
 
@@ -60,6 +61,8 @@ const CLUSTER_NEEDS: &[(&str, &str, &[&str])] = &[
     ("networking.k8s.io", "ingresses", OWNED),
     // The address policy reads the cluster's Service ranges (cluster-scoped).
     ("networking.k8s.io", "servicecidrs", &["list"]),
+    // Service-account tokens of callers are reviewed by the API server.
+    ("authentication.k8s.io", "tokenreviews", &["create"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 
@@ -394,6 +397,14 @@ fn the_deployment_runs_serve_with_what_the_binary_reads() {
         (secret.name.as_str(), secret.key.as_str()),
         (DATABASE_SECRET, "url")
     );
+    let admin = env
+        .get("EXTSVC_ADMIN_TOKEN")
+        .and_then(|v| v.value_from.as_ref()?.secret_key_ref.as_ref())
+        .expect("EXTSVC_ADMIN_TOKEN comes from a Secret");
+    assert_eq!(
+        (admin.name.as_str(), admin.key.as_str()),
+        (ADMIN_SECRET, "token")
+    );
     assert!(
         !env.contains_key("EXTSVC_INSTALL_CRD"),
         "the manifests apply the CRD; the account may not write CRDs"
@@ -485,13 +496,21 @@ fn the_deployment_runs_serve_with_what_the_binary_reads() {
         Some(IntOrString::String("http".to_owned()))
     );
 
-    let example: Secret = typed("secret.example.yaml", "Secret");
-    assert_eq!(example.metadata.name.as_deref(), Some(DATABASE_SECRET));
-    assert!(
-        example
-            .string_data
-            .is_some_and(|data| data.contains_key("url")),
-        "the example Secret shows the key `url`"
+    let examples: Vec<(String, Vec<String>)> = manifest("secret.example.yaml")
+        .into_iter()
+        .map(|doc| {
+            let secret: Secret = serde_json::from_value(doc).expect("a Secret");
+            let keys = secret.string_data.unwrap_or_default().into_keys().collect();
+            (secret.metadata.name.unwrap_or_default(), keys)
+        })
+        .collect();
+    assert_eq!(
+        examples,
+        [
+            (DATABASE_SECRET.to_owned(), vec!["url".to_owned()]),
+            (ADMIN_SECRET.to_owned(), vec!["token".to_owned()]),
+        ],
+        "the example Secrets show the keys the Deployment reads"
     );
 }
 

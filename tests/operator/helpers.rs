@@ -12,10 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use extsvc::config::{KubernetesSettings, Settings};
+use extsvc::config::KubernetesSettings;
 use extsvc::resource::ExternalService;
 use extsvc::startup::Application;
-use secrecy::SecretString;
 
 use crate::controlplane::{self, ControlPlane};
 
@@ -104,19 +103,9 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        database_url: SecretString::from(site.database_url.as_str()),
-        database_max_connections: Some(4),
-        max_services_per_namespace: 5000,
-        denied_cidrs: None,
-        allowed_cidrs: None,
-        cluster_cidrs: None,
-        ingress_classes: None,
-        denied_ingress_annotations: None,
-        allow_catch_all_ingress: false,
-        workers: Some(1),
-        kubernetes: KubernetesSettings {
+    let settings = crate::settings::settings(
+        &site.database_url,
+        KubernetesSettings {
             kubeconfig: Some(kubeconfig.to_owned()),
             watch_namespace: Some(namespace.to_owned()),
             lease_namespace: namespace.to_owned(),
@@ -124,7 +113,7 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
             no_kubernetes,
             ..KubernetesSettings::default()
         },
-    };
+    );
     let app = Application::build(&settings)
         .await
         .expect("the operator starts");
@@ -138,7 +127,7 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
     let kube = kube_client(kubeconfig).await;
     TestOperator {
         address,
-        http: reqwest::Client::new(),
+        http: crate::settings::client_with(crate::settings::ADMIN_TOKEN),
         kube,
         namespace: namespace.to_owned(),
         handle,

@@ -11,6 +11,8 @@ mod netns;
 mod postgres;
 #[path = "../support/prometheus.rs"]
 mod prometheus;
+#[path = "../support/settings.rs"]
+mod settings;
 
 mod backend;
 mod helpers;

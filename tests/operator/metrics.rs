@@ -25,7 +25,10 @@ async fn prometheus_reads_every_family_with_its_type() {
         )
         .await;
     assert!(status.is_success(), "{status}");
-    let mut prometheus = Prometheus::scraping(op.address.trim_start_matches("http://"));
+    let mut prometheus = Prometheus::scraping(
+        op.address.trim_start_matches("http://"),
+        crate::settings::METRICS_TOKEN,
+    );
 
     prometheus
         .wait_for_types(

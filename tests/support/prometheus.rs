@@ -16,14 +16,15 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `target` (`host:port`) at `/metrics`.
-    pub fn scraping(target: &str) -> Self {
+    /// Starts Prometheus scraping `target` (`host:port`) at `/metrics`, with a bearer
+    /// token.
+    pub fn scraping(target: &str, token: &str) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n- job_name: extsvc\n  static_configs:\n  - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n- job_name: extsvc\n  authorization:\n    credentials: '{token}'\n  static_configs:\n  - targets: ['{target}']\n"
             ),
         )
         .expect("write the configuration");

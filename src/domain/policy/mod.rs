@@ -5,11 +5,13 @@
 //! nobody can use the controller's rights to do what the policy forbids.
 
 mod address;
+mod hosts;
 mod ingress;
 
 use std::net::IpAddr;
 
 pub use address::AddressPolicy;
+pub use hosts::{MAX_HOST_PATTERNS, check_host_pattern, check_ingress_hosts};
 pub use ingress::IngressPolicy;
 
 use crate::resource::ExternalServiceSpec;

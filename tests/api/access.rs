@@ -1,0 +1,327 @@
+//! The access matrix: every operation of the served OpenAPI document, called by every
+//! kind of caller, against the status each cell must answer. A route added without a
+//! row here fails the test.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{TestApp, document, spawn_app};
+use crate::settings::{ADMIN_TOKEN, METRICS_TOKEN, client_with};
+
+/// The callers, in the order of a row's statuses.
+const CALLERS: [&str; 10] = [
+    "no token",
+    "malformed header",
+    "expired token",
+    "revoked token",
+    "unknown token",
+    "viewer of payments",
+    "editor of billing",
+    "editor of payments",
+    "admin of payments",
+    "platform admin",
+];
+
+const UNAUTHENTICATED: [u16; 5] = [401; 5];
+
+/// Every operation: method, path as the document writes it, and what each caller gets.
+fn rows() -> Vec<(&'static str, &'static str, [u16; 10])> {
+    let row = |tail: [u16; 5]| -> [u16; 10] {
+        let mut all = [0; 10];
+        all[..5].copy_from_slice(&UNAUTHENTICATED);
+        all[5..].copy_from_slice(&tail);
+        all
+    };
+    let services = "/api/v1/namespaces/{namespace}/external-services";
+    let service = "/api/v1/namespaces/{namespace}/external-services/{name}";
+    vec![
+        ("post", services, row([403, 403, 201, 201, 201])),
+        ("get", services, row([200, 403, 200, 200, 200])),
+        ("get", service, row([200, 404, 200, 200, 200])),
+        ("put", service, row([403, 403, 200, 200, 200])),
+        ("delete", service, row([403, 404, 200, 200, 200])),
+        ("get", "/api/v1/external-services", row([200; 5])),
+        (
+            "get",
+            "/api/v1/namespaces/{namespace}/external-services/{name}/health",
+            row([200, 404, 200, 200, 200]),
+        ),
+        (
+            "get",
+            "/api/v1/namespaces/{namespace}/external-services/{name}/health/history",
+            row([200, 404, 200, 200, 200]),
+        ),
+        ("get", "/api/v1/health", row([200; 5])),
+        ("post", "/api/v1/teams", row([403, 403, 403, 403, 201])),
+        ("get", "/api/v1/teams", row([200; 5])),
+        (
+            "get",
+            "/api/v1/teams/{team}",
+            row([200, 404, 200, 200, 200]),
+        ),
+        (
+            "put",
+            "/api/v1/teams/{team}",
+            row([403, 403, 403, 403, 200]),
+        ),
+        (
+            "delete",
+            "/api/v1/teams/{team}",
+            row([403, 403, 403, 403, 200]),
+        ),
+        (
+            "post",
+            "/api/v1/teams/{team}/tokens",
+            row([403, 404, 403, 201, 201]),
+        ),
+        (
+            "get",
+            "/api/v1/teams/{team}/tokens",
+            row([403, 404, 403, 200, 200]),
+        ),
+        (
+            "delete",
+            "/api/v1/teams/{team}/tokens/{id}",
+            row([403, 404, 403, 200, 200]),
+        ),
+        ("get", "/api/v1/audit", row([403, 403, 403, 403, 200])),
+        ("get", "/metrics", row([403, 403, 403, 403, 200])),
+        ("get", "/healthz", [200; 10]),
+        ("get", "/readyz", [200; 10]),
+    ]
+}
+
+/// Two teams, a service, and a token of each kind.
+struct World {
+    app: TestApp,
+    tokens: Vec<Option<String>>,
+    made: u32,
+}
+
+impl World {
+    async fn new() -> Self {
+        let app = spawn_app().await;
+        let mut world = Self {
+            app,
+            tokens: Vec::new(),
+            made: 0,
+        };
+        world.restore().await;
+        world
+    }
+
+    /// Puts back what a successful delete took away: the team `payments` (and, when it
+    /// had gone, every token), and the service `payments/db`.
+    async fn restore(&mut self) {
+        let team = self
+            .app
+            .get(&format!("{}/api/v1/teams/payments", self.app.address))
+            .await;
+        if team.status() == StatusCode::NOT_FOUND || self.tokens.is_empty() {
+            for (team, namespace) in [("payments", "payments"), ("billing", "billing")] {
+                let body = json!({"namespaces": [namespace], "ingressHosts": ["pay.example.com"]});
+                let url = format!("{}/api/v1/teams/{team}", self.app.address);
+                let put = self.app.client.put(url).json(&body).send().await.unwrap();
+                assert!(
+                    put.status().is_success(),
+                    "PUT team {team}: {}",
+                    put.status()
+                );
+            }
+            let expired = self.token("payments", &["read"]).await;
+            expire(&self.app.database_url, &expired.1).await;
+            let revoked = self.token("payments", &["read"]).await;
+            let url = format!(
+                "{}/api/v1/teams/payments/tokens/{}",
+                self.app.address, revoked.1
+            );
+            assert_eq!(
+                self.app.client.delete(url).send().await.unwrap().status(),
+                200
+            );
+            self.tokens = vec![
+                None,
+                Some("malformed".to_owned()),
+                Some(expired.0),
+                Some(revoked.0),
+                Some("extsvc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned()),
+                Some(self.token("payments", &["read"]).await.0),
+                Some(self.token("billing", &["read", "write"]).await.0),
+                Some(self.token("payments", &["write"]).await.0),
+                Some(self.token("payments", &["admin"]).await.0),
+                Some(ADMIN_TOKEN.to_owned()),
+            ];
+        }
+        let put = self.app.put("payments", "db", &document("db")).await;
+        assert!(put.status().is_success(), "PUT db: {}", put.status());
+    }
+
+    /// A new token of `team` (secret, id), made by the platform admin.
+    async fn token(&self, team: &str, scopes: &[&str]) -> (String, String) {
+        let url = format!("{}/api/v1/teams/{team}/tokens", self.app.address);
+        let body = json!({"name": "matrix", "scopes": scopes});
+        let made = self.app.client.post(url).json(&body).send().await.unwrap();
+        assert_eq!(made.status(), StatusCode::CREATED);
+        let made: Value = made.json().await.unwrap();
+        (
+            made["token"].as_str().unwrap().to_owned(),
+            made["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The request a caller sends to one cell, with a body where the operation takes one.
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        caller: usize,
+    ) -> reqwest::RequestBuilder {
+        self.made += 1;
+        let id = if path.contains("{id}") {
+            self.token("payments", &["read"]).await.1
+        } else {
+            String::new()
+        };
+        let url = format!(
+            "{}{}",
+            self.app.address,
+            path.replace("{namespace}", "payments")
+                .replace("{name}", "db")
+                .replace("{team}", "payments")
+                .replace("{id}", &id)
+        );
+        let http = reqwest::Client::new();
+        let mut request = http.request(
+            Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+            url,
+        );
+        request = match (caller, &self.tokens[caller]) {
+            (1, _) => request.header("Authorization", "Basic bWFsZm9ybWVkOg=="),
+            (_, Some(token)) => request.bearer_auth(token),
+            (_, None) => request,
+        };
+        let body = match (method, path) {
+            ("post", "/api/v1/namespaces/{namespace}/external-services") => {
+                Some(document(&format!("made-{}", self.made)))
+            }
+            ("put", "/api/v1/namespaces/{namespace}/external-services/{name}") => {
+                Some(document("db"))
+            }
+            ("post", "/api/v1/teams") => {
+                Some(json!({"name": format!("made-{}", self.made), "namespaces": []}))
+            }
+            ("put", "/api/v1/teams/{team}") => {
+                Some(json!({"namespaces": ["payments"], "ingressHosts": ["pay.example.com"]}))
+            }
+            ("post", "/api/v1/teams/{team}/tokens") => {
+                Some(json!({"name": "ci", "scopes": ["read"], "expiresInSeconds": 3600}))
+            }
+            _ => None,
+        };
+        match body {
+            Some(body) => request.json(&body),
+            None => request,
+        }
+    }
+}
+
+/// Makes a token expired an hour ago, behind the API's back.
+async fn expire(database_url: &str, id: &str) {
+    let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 hour' WHERE id = $1::uuid")
+        .bind(id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_operation_answers_every_caller_as_the_matrix_says() {
+    let mut world = World::new().await;
+    let doc: Value = world
+        .app
+        .get(&format!("{}/openapi.json", world.app.address))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut served: Vec<(String, String)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            served.push((method.clone(), path.clone()));
+        }
+    }
+    let rows = rows();
+    let mut listed: Vec<(String, String)> = rows
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    served.sort();
+    listed.sort();
+    assert_eq!(
+        served, listed,
+        "every operation of the document has a row, and only those"
+    );
+
+    let mut wrong = Vec::new();
+    for (method, path, expected) in rows {
+        let secured = doc["paths"][path][method]["security"].is_array();
+        assert_eq!(
+            secured,
+            expected[0] == 401,
+            "{method} {path}: security in the document"
+        );
+        for (caller, expected) in expected.into_iter().enumerate() {
+            let response = world
+                .request(method, path, caller)
+                .await
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            if status == 401 {
+                let challenge = response.headers().get("www-authenticate");
+                assert_eq!(
+                    challenge.and_then(|v| v.to_str().ok()),
+                    Some("Bearer realm=\"extsvc\"")
+                );
+            }
+            if status != expected {
+                let body = response.text().await.unwrap_or_default();
+                wrong.push(format!(
+                    "{} {path} as {}: {status}, expected {expected}: {body}",
+                    method.to_uppercase(),
+                    CALLERS[caller]
+                ));
+            }
+            if method == "delete" && (200..300).contains(&status) {
+                world.restore().await;
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_metrics_token_reads_metrics_and_nothing_else() {
+    let app = spawn_app().await;
+    let metrics = client_with(METRICS_TOKEN);
+    let scrape = metrics
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), StatusCode::OK);
+    let list = metrics
+        .get(format!("{}/api/v1/external-services", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::UNAUTHORIZED);
+}
