@@ -71,7 +71,10 @@ async fn swagger_ui_renders_every_operation_in_headless_chromium() {
         "every operation is rendered: {rendered} found"
     );
     // The document's bearer scheme gives the page its Authorize button.
-    assert!(dom.contains("btn authorize"), "Swagger UI shows no Authorize button");
+    assert!(
+        dom.contains("btn authorize"),
+        "Swagger UI shows no Authorize button"
+    );
 }
 
 /// A client generated from the document never sends what the server refuses: every
