@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -56,7 +58,11 @@ struct Issuer {
 #[derive(Default)]
 struct Keys {
     set: Vec<Jwk>,
+    /// The last fetch that succeeded.
     fetched: Option<Instant>,
+    /// The last fetch tried, whatever its end: an issuer that is down or slow is asked
+    /// again at most once per [`REFETCH_AFTER`], not on every request.
+    tried: Option<Instant>,
 }
 
 /// Verifies ID tokens of the configured issuers.
@@ -72,6 +78,7 @@ struct Unverified {
 
 #[derive(Deserialize)]
 struct Discovery {
+    issuer: String,
     jwks_uri: String,
 }
 
@@ -167,8 +174,9 @@ impl Verifier {
         let mut keys = issuer.keys.lock().await;
         let stale = keys.fetched.is_none_or(|at| at.elapsed() > KEYS_FOR);
         let unknown = find(&keys.set, kid).is_none();
-        let may_refetch = keys.fetched.is_none_or(|at| at.elapsed() > REFETCH_AFTER);
-        if stale || (unknown && may_refetch) {
+        let may_fetch = keys.tried.is_none_or(|at| at.elapsed() > REFETCH_AFTER);
+        if may_fetch && (stale || unknown) {
+            keys.tried = Some(Instant::now());
             match self.fetch_keys(&issuer.config).await {
                 Ok(set) => {
                     keys.set = set;
@@ -176,14 +184,14 @@ impl Verifier {
                 }
                 Err(error) => {
                     tracing::warn!(issuer = %issuer.config.issuer, %error, "could not fetch the issuer's keys");
-                    if keys.set.is_empty() {
-                        return Err(AuthError::Invalid(format!(
-                            "the keys of issuer {} could not be fetched",
-                            issuer.config.issuer
-                        )));
-                    }
                 }
             }
+        }
+        if keys.set.is_empty() {
+            return Err(AuthError::Invalid(format!(
+                "the keys of issuer {} could not be fetched",
+                issuer.config.issuer
+            )));
         }
         find(&keys.set, kid)
             .cloned()
@@ -199,18 +207,19 @@ impl Verifier {
                     issuer.issuer.trim_end_matches('/')
                 );
                 let discovery: Discovery = self.fetch(&url).await?;
+                // OpenID Connect Discovery 1.0, 4.3: the document is the issuer's own.
+                if discovery.issuer != issuer.issuer {
+                    return Err(format!(
+                        "{url} names issuer {}, not {}",
+                        discovery.issuer, issuer.issuer
+                    ));
+                }
                 check_url(&discovery.jwks_uri)?;
                 discovery.jwks_uri
             }
         };
         let set: JwkSet = self.fetch(&uri).await?;
-        // Only keys for signatures with a public key: an `oct` (shared secret) key in a
-        // published set would let anyone who reads it sign.
-        Ok(set
-            .keys
-            .into_iter()
-            .filter(|jwk| !matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)))
-            .collect())
+        Ok(set.keys.into_iter().filter(verifies_signatures).collect())
     }
 
     async fn fetch<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
@@ -251,6 +260,23 @@ fn check_url(url: &str) -> Result<(), String> {
         "http" if loopback => Ok(()),
         _ => Err(format!("{url}: an issuer must be reached over https")),
     }
+}
+
+/// Only public keys meant for verifying signatures: an `oct` (shared secret) key in a
+/// published set would let anyone who reads it sign, and an encryption key is not the
+/// issuer's signing key.
+fn verifies_signatures(jwk: &Jwk) -> bool {
+    let public = !matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_));
+    let for_signatures = matches!(
+        jwk.common.public_key_use,
+        None | Some(PublicKeyUse::Signature)
+    );
+    let verifies = jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    public && for_signatures && verifies
 }
 
 fn find<'a>(set: &'a [Jwk], kid: Option<&str>) -> Option<&'a Jwk> {
@@ -336,6 +362,29 @@ mod tests {
         assert!(check_url("http://[::1]/").is_ok());
         assert!(check_url("http://issuer.example.com").is_err());
         assert!(check_url("file:///etc/passwd").is_err());
+    }
+
+    #[test]
+    fn only_public_signature_keys_are_used() {
+        let key = |extra: serde_json::Value| -> Jwk {
+            let mut jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+            jwk.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(jwk).expect("a JWK")
+        };
+        assert!(verifies_signatures(&key(serde_json::json!({}))));
+        assert!(verifies_signatures(&key(serde_json::json!({"use": "sig"}))));
+        assert!(!verifies_signatures(&key(
+            serde_json::json!({"use": "enc"})
+        )));
+        assert!(!verifies_signatures(&key(
+            serde_json::json!({"key_ops": ["encrypt"]})
+        )));
+        let secret: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "oct", "k": "c2VjcmV0"}))
+                .expect("a JWK");
+        assert!(!verifies_signatures(&secret));
     }
 
     #[test]
