@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-use extsvc::config::KubernetesSettings;
+use extsvc::config::{KubernetesSettings, Settings};
 use extsvc::resource::ExternalService;
 use extsvc::startup::Application;
 
@@ -78,13 +78,25 @@ impl Site {
 
     /// Starts a replica named `identity`.
     pub async fn start(&self, identity: &str) -> TestOperator {
-        start_operator(self, identity, false).await
+        start_operator(self, identity, |_| {}).await
     }
 
     /// Starts a replica that serves the API alone (`--no-kubernetes`): no mirror, no
     /// controller.
     pub async fn start_api_only(&self, identity: &str) -> TestOperator {
-        start_operator(self, identity, true).await
+        start_operator(self, identity, |settings| {
+            settings.kubernetes.no_kubernetes = true;
+        })
+        .await
+    }
+
+    /// Starts a replica named `identity`, with settings changed by `configure` first.
+    pub async fn start_with(
+        &self,
+        identity: &str,
+        configure: impl FnOnce(&mut Settings),
+    ) -> TestOperator {
+        start_operator(self, identity, configure).await
     }
 }
 
@@ -94,7 +106,11 @@ pub async fn spawn_operator() -> TestOperator {
 }
 
 /// Starts an operator process of `site`; its leader Lease lives in the site's namespace.
-async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> TestOperator {
+async fn start_operator(
+    site: &Site,
+    identity: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> TestOperator {
     let (kubeconfig, namespace) = (site.kubeconfig.as_path(), site.namespace.as_str());
     // Logs go through the test harness, shown only for failing tests.
     let filter =
@@ -103,17 +119,17 @@ async fn start_operator(site: &Site, identity: &str, no_kubernetes: bool) -> Tes
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-    let settings = crate::settings::settings(
+    let mut settings = crate::settings::settings(
         &site.database_url,
         KubernetesSettings {
             kubeconfig: Some(kubeconfig.to_owned()),
             watch_namespace: Some(namespace.to_owned()),
             lease_namespace: namespace.to_owned(),
             identity: Some(identity.to_owned()),
-            no_kubernetes,
             ..KubernetesSettings::default()
         },
     );
+    configure(&mut settings);
     let app = Application::build(&settings)
         .await
         .expect("the operator starts");

@@ -29,3 +29,4 @@ mod outbox;
 mod ownership;
 mod repair;
 mod replicas;
+mod service_accounts;
