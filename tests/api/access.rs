@@ -6,11 +6,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{TestApp, document, spawn_app};
+use crate::helpers::{TestApp, document, spawn_app, spawn_app_with};
+use crate::oidc::{Issuer, Key, auth_config, changed, claims, now, sign_hs256, unsigned};
 use crate::settings::{ADMIN_TOKEN, METRICS_TOKEN, client_with};
 
 /// The callers, in the order of a row's statuses.
-const CALLERS: [&str; 10] = [
+const CALLERS: [&str; 17] = [
     "no token",
     "malformed header",
     "expired token",
@@ -21,16 +22,23 @@ const CALLERS: [&str; 10] = [
     "editor of payments",
     "admin of payments",
     "platform admin",
+    "OIDC editor of payments",
+    "OIDC, wrong issuer",
+    "OIDC, wrong audience",
+    "OIDC, expired",
+    "OIDC, bad signature",
+    "OIDC, alg none",
+    "OIDC, HS256 signed with the public key",
 ];
 
-const UNAUTHENTICATED: [u16; 5] = [401; 5];
-
 /// Every operation: method, path as the document writes it, and what each caller gets.
-fn rows() -> Vec<(&'static str, &'static str, [u16; 10])> {
-    let row = |tail: [u16; 5]| -> [u16; 10] {
-        let mut all = [0; 10];
-        all[..5].copy_from_slice(&UNAUTHENTICATED);
-        all[5..].copy_from_slice(&tail);
+/// The authenticated callers' statuses are written out; the OIDC editor gets what the
+/// editor with an API token gets, and every caller without valid credentials 401.
+fn rows() -> Vec<(&'static str, &'static str, [u16; 17])> {
+    let row = |members: [u16; 5]| -> [u16; 17] {
+        let mut all = [401; 17];
+        all[5..10].copy_from_slice(&members);
+        all[10] = members[2];
         all
     };
     let services = "/api/v1/namespaces/{namespace}/external-services";
@@ -87,25 +95,53 @@ fn rows() -> Vec<(&'static str, &'static str, [u16; 10])> {
         ),
         ("get", "/api/v1/audit", row([403, 403, 403, 403, 200])),
         ("get", "/metrics", row([403, 403, 403, 403, 200])),
-        ("get", "/healthz", [200; 10]),
-        ("get", "/readyz", [200; 10]),
+        ("get", "/healthz", [200; 17]),
+        ("get", "/readyz", [200; 17]),
     ]
 }
 
-/// Two teams, a service, and a token of each kind.
+/// Two teams, a service, a token of each kind, and an OIDC issuer whose CI jobs on
+/// `payments`' main branch are editors of `payments`.
 struct World {
     app: TestApp,
     tokens: Vec<Option<String>>,
+    oidc: Vec<String>,
     made: u32,
+    _issuer: Issuer,
+    _config: tempfile::NamedTempFile,
 }
 
 impl World {
     async fn new() -> Self {
-        let app = spawn_app().await;
+        let key = Key::new("a");
+        let issuer = Issuer::start(&[&key]);
+        let config = auth_config(&issuer, false);
+        let path = config.path().to_owned();
+        let app = spawn_app_with(|settings| settings.auth_config = Some(path)).await;
+        let valid = claims(&issuer);
+        let now = now();
+        let oidc = vec![
+            key.sign(&valid),
+            key.sign(&changed(
+                valid.clone(),
+                json!({"iss": "http://127.0.0.1:1/other"}),
+            )),
+            key.sign(&changed(valid.clone(), json!({"aud": "another-service"}))),
+            key.sign(&changed(
+                valid.clone(),
+                json!({"iat": now - 1200, "nbf": now - 1200, "exp": now - 600}),
+            )),
+            Key::new("a").sign(&valid),
+            unsigned("a", &valid),
+            sign_hs256(Some("a"), key.point(), &valid),
+        ];
         let mut world = Self {
             app,
             tokens: Vec::new(),
+            oidc,
             made: 0,
+            _issuer: issuer,
+            _config: config,
         };
         world.restore().await;
         world
@@ -152,6 +188,7 @@ impl World {
                 Some(self.token("payments", &["admin"]).await.0),
                 Some(ADMIN_TOKEN.to_owned()),
             ];
+            self.tokens.extend(self.oidc.iter().cloned().map(Some));
         }
         let put = self.app.put("payments", "db", &document("db")).await;
         assert!(put.status().is_success(), "PUT db: {}", put.status());

@@ -24,7 +24,7 @@ const AUDIENCE: &str = "extsvc";
 // The issuer.
 
 /// What the fake issuer serves, and how often it was asked.
-struct IssuerState {
+pub(crate) struct IssuerState {
     url: String,
     keys: Mutex<Vec<Value>>,
     jwks_fetches: AtomicUsize,
@@ -33,12 +33,12 @@ struct IssuerState {
 
 /// An OIDC issuer on a free loopback port, serving `/jwks` and
 /// `/.well-known/openid-configuration`.
-struct Issuer {
+pub(crate) struct Issuer {
     state: web::Data<IssuerState>,
 }
 
 impl Issuer {
-    fn start(keys: &[&Key]) -> Self {
+    pub(crate) fn start(keys: &[&Key]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         let url = format!("http://{}", listener.local_addr().expect("its address"));
         let state = web::Data::new(IssuerState {
@@ -102,13 +102,13 @@ async fn serve_discovery(state: web::Data<IssuerState>) -> HttpResponse {
 // Keys and tokens.
 
 /// An ECDSA P-256 key pair and its key id.
-struct Key {
+pub(crate) struct Key {
     kid: String,
     pair: KeyPair,
 }
 
 impl Key {
-    fn new(kid: &str) -> Self {
+    pub(crate) fn new(kid: &str) -> Self {
         Self {
             kid: kid.to_owned(),
             pair: KeyPair::generate().expect("a P-256 key pair"),
@@ -116,7 +116,7 @@ impl Key {
     }
 
     /// The public point, uncompressed: 0x04, X, Y.
-    fn point(&self) -> &[u8] {
+    pub(crate) fn point(&self) -> &[u8] {
         self.pair.public_key_raw()
     }
 
@@ -131,7 +131,7 @@ impl Key {
     }
 
     /// An ES256 token with this key's id.
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         self.sign_as(&self.kid, claims)
     }
 
@@ -148,7 +148,7 @@ impl Key {
 }
 
 /// An HS256 token with `secret` as the shared key.
-fn sign_hs256(kid: Option<&str>, secret: &[u8], claims: &Value) -> String {
+pub(crate) fn sign_hs256(kid: Option<&str>, secret: &[u8], claims: &Value) -> String {
     let header = Header {
         alg: Algorithm::HS256,
         kid: kid.map(str::to_owned),
@@ -159,13 +159,13 @@ fn sign_hs256(kid: Option<&str>, secret: &[u8], claims: &Value) -> String {
 }
 
 /// A token that says it needs no signature: `alg: none`, and an empty signature.
-fn unsigned(kid: &str, claims: &Value) -> String {
+pub(crate) fn unsigned(kid: &str, claims: &Value) -> String {
     let header = json!({"alg": "none", "typ": "JWT", "kid": kid});
     let part = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
     format!("{}.{}.", part(&header), part(claims))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970");
@@ -173,7 +173,7 @@ fn now() -> i64 {
 }
 
 /// Claims of a CI job of the payments repository on main, valid for ten minutes.
-fn claims(issuer: &Issuer) -> Value {
+pub(crate) fn claims(issuer: &Issuer) -> Value {
     let now = now();
     json!({
         "iss": issuer.url(),
@@ -188,7 +188,7 @@ fn claims(issuer: &Issuer) -> Value {
 }
 
 /// `claims` with `changes` applied; a null removes a claim.
-fn changed(mut claims: Value, changes: Value) -> Value {
+pub(crate) fn changed(mut claims: Value, changes: Value) -> Value {
     let object = claims.as_object_mut().expect("an object");
     for (name, value) in changes.as_object().expect("an object") {
         if value.is_null() {
@@ -212,7 +212,7 @@ struct Setup {
 }
 
 /// The auth configuration trusting `issuer`: at its `jwksUri`, or through discovery.
-fn auth_config(issuer: &Issuer, discovery: bool) -> NamedTempFile {
+pub(crate) fn auth_config(issuer: &Issuer, discovery: bool) -> NamedTempFile {
     let url = issuer.url();
     let jwks_uri = if discovery {
         String::new()
