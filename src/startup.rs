@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, AuthConfig, Authenticator, token};
 use crate::config::{KubernetesSettings, Settings};
-use crate::domain::Policies;
+use crate::domain::{AddressPolicy, Policies, cidrs};
 use crate::k8s::leader::{LeaseSettings, run_as_leader};
 use crate::k8s::{MIRROR_MANAGER, cluster_ranges, crd, mirror};
 use crate::metrics::Metrics;
@@ -117,6 +117,11 @@ impl Application {
         };
 
         let background = CancellationToken::new();
+        tokio::spawn(keep_team_exceptions(
+            database.store(1),
+            policies.addresses.clone(),
+            background.clone(),
+        ));
         tokio::spawn(api::prune_audit(
             database.store(1),
             chrono::Duration::days(i64::from(settings.audit_retention_days)),
@@ -183,6 +188,33 @@ impl Application {
             }
         }
         served
+    }
+}
+
+/// How often every replica reads the exceptions the platform admin made for teams: the
+/// controller and the probe engine judge addresses by them (the API reads the team of
+/// each write afresh).
+const TEAM_EXCEPTIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn keep_team_exceptions(store: Store, policy: AddressPolicy, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(TEAM_EXCEPTIONS_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match store.team_exceptions().await {
+            Ok(rows) => policy.except(
+                rows.into_iter()
+                    .map(|(namespace, ranges)| {
+                        (namespace, cidrs(&ranges.join(",")).unwrap_or_default())
+                    })
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::chain(&error), "could not read the teams' address exceptions");
+            }
+        }
     }
 }
 

@@ -5,7 +5,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::domain::{FieldError, LabelSelector, Policies, Registration, ValidationErrors};
+use crate::domain::{
+    FieldError, LabelSelector, Policies, Registration, ValidationErrors, check_ingress_hosts, cidrs,
+};
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
 
@@ -79,8 +81,9 @@ fn respond(
     response
 }
 
-/// The document as a registration, if it is valid and within the policies, the team's
-/// Ingress hosts included.
+/// The document as a registration, if it is valid and within the policies, with the
+/// exceptions and Ingress hosts of the team that owns the namespace (read afresh, so
+/// that a change the platform admin just made holds at once).
 async fn admissible(
     received: &super::body::ReceivedDocument,
     namespace: &str,
@@ -88,20 +91,23 @@ async fn admissible(
     policies: &Policies,
     store: &Store,
 ) -> Result<Registration, ApiError> {
-    let registration = Registration::parse(received.document.clone(), namespace, name)
-        .and_then(|registration| {
-            policies.check(registration.spec())?;
-            Ok(registration)
-        })
-        .map_err(|errors| received.locate(errors))?;
     let owner = store
         .team_of_namespace(namespace)
         .await
         .map_err(ApiError::Store)?;
-    if let Some(team) = owner {
-        crate::domain::check_ingress_hosts(registration.spec(), &team.ingress_hosts, &team.name)
-            .map_err(|errors| received.locate(errors))?;
-    }
+    let exceptions = owner
+        .as_ref()
+        .map(|team| cidrs(&team.allowed_cidrs.join(",")).unwrap_or_default())
+        .unwrap_or_default();
+    let registration = Registration::parse(received.document.clone(), namespace, name)
+        .and_then(|registration| {
+            policies.check(registration.spec(), &exceptions)?;
+            if let Some(team) = &owner {
+                check_ingress_hosts(registration.spec(), &team.ingress_hosts, &team.name)?;
+            }
+            Ok(registration)
+        })
+        .map_err(|errors| received.locate(errors))?;
     Ok(registration)
 }
 

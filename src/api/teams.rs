@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Role, token};
 use crate::domain::{
-    DnsLabel, FieldError, MAX_HOST_PATTERNS, ValidationErrors, check_host_pattern,
+    DnsLabel, FieldError, MAX_HOST_PATTERNS, ValidationErrors, check_host_pattern, cidrs,
 };
 use crate::store::{NewToken, Store, StoreError, StoredTeam, StoredToken, TeamSpec};
 
@@ -22,6 +22,8 @@ use super::{ApiError, Problem};
 
 /// The most namespaces one team owns.
 const MAX_NAMESPACES: usize = 50;
+/// The most exceptions to the address policy one team has.
+const MAX_ALLOWED_CIDRS: usize = 50;
 const MAX_SERVICES: i32 = 1_000_000;
 /// Tokens live 90 days unless asked otherwise, and a year at most.
 const DEFAULT_TOKEN_SECONDS: i64 = 90 * 24 * 3600;
@@ -103,6 +105,11 @@ pub struct TeamDocument {
     #[serde(default)]
     #[schema(max_items = 50, example = json!(["*.payments.example.com"]))]
     pub ingress_hosts: Vec<String>,
+    /// Exceptions to the address policy for this team's namespaces: CIDR ranges its
+    /// backends may use although the installation denies them (50 at most).
+    #[serde(default)]
+    #[schema(max_items = 50, example = json!(["10.20.0.0/16"]))]
+    pub allowed_cidrs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
     pub created_at: Option<DateTime<Utc>>,
@@ -118,6 +125,7 @@ impl From<StoredTeam> for TeamDocument {
             namespaces: team.namespaces,
             max_services: team.max_services,
             ingress_hosts: team.ingress_hosts,
+            allowed_cidrs: team.allowed_cidrs,
             created_at: Some(team.created_at),
             resource_version: Some(team.resource_version.to_string()),
         }
@@ -175,6 +183,20 @@ impl TeamDocument {
                 refuse(format!("/ingressHosts/{i}"), detail);
             }
         }
+        if self.allowed_cidrs.len() > MAX_ALLOWED_CIDRS {
+            refuse(
+                "/allowedCidrs".to_owned(),
+                format!("at most {MAX_ALLOWED_CIDRS}"),
+            );
+        }
+        for (i, range) in self.allowed_cidrs.iter().enumerate() {
+            if range.contains(',') || cidrs(range).map_or(true, |ranges| ranges.len() != 1) {
+                refuse(
+                    format!("/allowedCidrs/{i}"),
+                    "must be one CIDR range, like 10.20.0.0/16".to_owned(),
+                );
+            }
+        }
         if errors.is_empty() {
             Ok(name)
         } else {
@@ -188,6 +210,7 @@ impl TeamDocument {
             namespaces: &self.namespaces,
             max_services: self.max_services,
             ingress_hosts: &self.ingress_hosts,
+            allowed_cidrs: &self.allowed_cidrs,
         }
     }
 }

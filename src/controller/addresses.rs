@@ -27,6 +27,32 @@ pub struct UnresolvedName {
 /// What the controller knows of DNS names: their IPs, or why there are none.
 pub type Resolutions = BTreeMap<DnsSubdomain, Result<Vec<IpAddr>, String>>;
 
+/// The resolutions as one namespace may use them: the resolver keeps every address some
+/// namespace may use, and `allowed` leaves out those this one may not (its team has no
+/// exception for them). A name left with none says why.
+pub fn admitted(
+    resolutions: Resolutions,
+    allowed: impl Fn(IpAddr) -> Result<(), String>,
+) -> Resolutions {
+    resolutions
+        .into_iter()
+        .map(|(name, found)| {
+            let found = found.and_then(|ips| {
+                let (kept, refused): (Vec<IpAddr>, Vec<IpAddr>) =
+                    ips.into_iter().partition(|ip| allowed(*ip).is_ok());
+                match (kept.is_empty(), refused.first()) {
+                    (true, Some(first)) => Err(format!(
+                        "resolves only to addresses it may not use; {}",
+                        allowed(*first).err().unwrap_or_default()
+                    )),
+                    _ => Ok(kept),
+                }
+            });
+            (name, found)
+        })
+        .collect()
+}
+
 /// Readiness the probe engine reported, per IP. An IP it has not reported on is not
 /// ready while checks exist: a new address must prove itself first.
 pub type Health = BTreeMap<IpAddr, bool>;
@@ -226,6 +252,37 @@ mod tests {
                 ("gone.example.com".to_owned(), "no such host"),
                 ("new.example.com".to_owned(), "not resolved yet")
             ]
+        );
+    }
+
+    #[test]
+    fn a_namespace_uses_only_the_resolved_addresses_it_may() {
+        let name = |n: &str| DnsSubdomain::parse(n).unwrap();
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let resolutions: Resolutions = BTreeMap::from([
+            (
+                name("mixed.example.com"),
+                Ok(vec![ip("192.0.2.1"), ip("198.51.100.1")]),
+            ),
+            (name("theirs.example.com"), Ok(vec![ip("198.51.100.2")])),
+            (name("gone.example.com"), Err("lookup failed".to_owned())),
+        ]);
+        let allowed = |ip: IpAddr| match ip.to_string().starts_with("192.0.2.") {
+            true => Ok(()),
+            false => Err(format!("{ip} is denied")),
+        };
+        let admitted = admitted(resolutions, allowed);
+        assert_eq!(
+            admitted[&name("mixed.example.com")],
+            Ok(vec![ip("192.0.2.1")])
+        );
+        assert_eq!(
+            admitted[&name("theirs.example.com")],
+            Err("resolves only to addresses it may not use; 198.51.100.2 is denied".to_owned())
+        );
+        assert_eq!(
+            admitted[&name("gone.example.com")],
+            Err("lookup failed".to_owned())
         );
     }
 }

@@ -47,7 +47,7 @@ use crate::sync::lock;
 pub use addresses::{Health, PublishedAddress};
 pub use apply::ApplyError;
 
-use addresses::{Published, Resolutions, publish};
+use addresses::{Published, Resolutions, admitted, publish};
 use endpoint_slice::desired_endpoint_slices;
 use endpoints::desired_endpoints;
 use ingress::desired_ingress;
@@ -181,6 +181,10 @@ struct Context {
 
 /// The longest a reconcile may take: a handful of API calls and DNS lookups of 3 s each.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How soon a resource that breaks a policy is looked at again, in case the policy
+/// changed (the team's exceptions are read every 10 s).
+const POLICY_RECHECK: Duration = Duration::from_secs(30);
 
 /// How soon a resource whose child's name someone else holds looks at it again.
 const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(10);
@@ -389,11 +393,17 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         .to_string();
     let (key, spec) = match parse(&cr, &context.settings.policies) {
         Ok(parsed) => parsed,
-        Err(errors) => {
-            context.report_invalid(&cr, &owner, errors, &now).await?;
+        Err(refused) => {
+            let action = match &refused {
+                Refused::Invalid(_) => Action::await_change(),
+                Refused::Denied(_) => Action::requeue(POLICY_RECHECK),
+            };
+            context
+                .report_invalid(&cr, &owner, refused.into_message(), &now)
+                .await?;
             timer.succeeded();
             context.succeeded(&cr);
-            return Ok(Action::await_change());
+            return Ok(action);
         }
     };
 
@@ -405,7 +415,10 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
             Address::Ip(_) => None,
         })
         .collect();
-    let resolutions = context.resolver.resolve(&names).await;
+    let addresses = &context.settings.policies.addresses;
+    let resolutions = admitted(context.resolver.resolve(&names).await, |ip| {
+        addresses.check_in(key.namespace.as_ref(), ip)
+    });
     let published = context.track(&key, &spec, &resolutions, &cr);
     let applied = context
         .apply_children(&owner, &spec, &published.addresses)
@@ -455,13 +468,33 @@ fn owner_of(cr: &ExternalService) -> Result<Owner, Error> {
     })
 }
 
-/// The service's key and spec, or why they are invalid. A spec made with kubectl passes
+/// Why a resource is not reconciled.
+enum Refused {
+    /// It breaks a rule: it stays refused until it is changed.
+    Invalid(String),
+    /// It breaks a policy, which may change under it (an exception the platform admin
+    /// makes for its team, the cluster's ranges): it is looked at again now and then.
+    Denied(String),
+}
+
+impl Refused {
+    fn into_message(self) -> String {
+        match self {
+            Self::Invalid(message) | Self::Denied(message) => message,
+        }
+    }
+}
+
+/// The service's key and spec, or why they are refused. A spec made with kubectl passes
 /// the CRD's schema but may still break a rule the schema cannot express, or a policy.
-fn parse(cr: &ExternalService, policies: &Policies) -> Result<(ServiceKey, ServiceSpec), String> {
-    let key =
-        service_key(cr).map_err(|e| format!("/metadata/name: {e}: it names the Service too"))?;
-    let spec = ServiceSpec::parse(&cr.spec).map_err(|e| e.to_string())?;
-    policies.check(&cr.spec).map_err(|e| e.to_string())?;
+fn parse(cr: &ExternalService, policies: &Policies) -> Result<(ServiceKey, ServiceSpec), Refused> {
+    let key = service_key(cr)
+        .map_err(|e| Refused::Invalid(format!("/metadata/name: {e}: it names the Service too")))?;
+    let spec = ServiceSpec::parse(&cr.spec).map_err(|e| Refused::Invalid(e.to_string()))?;
+    let exceptions = policies.addresses.exceptions_in(key.namespace.as_ref());
+    policies
+        .check(&cr.spec, &exceptions)
+        .map_err(|e| Refused::Denied(e.to_string()))?;
     Ok((key, spec))
 }
 

@@ -174,14 +174,14 @@ impl Resolver {
         let routable: Vec<IpAddr> = all
             .iter()
             .copied()
-            .filter(|ip| check_routable(*ip).is_ok() && self.policy.check(*ip).is_ok())
+            .filter(|ip| check_routable(*ip).is_ok() && self.policy.check_anywhere(*ip).is_ok())
             .take(MAX_IPS_PER_NAME)
             .collect();
         if routable.is_empty()
             && let Some(first) = all.first()
         {
             let reason = match check_routable(*first) {
-                Ok(_) => self.policy.check(*first).err().unwrap_or_default(),
+                Ok(_) => self.policy.check_anywhere(*first).err().unwrap_or_default(),
                 Err(_) => format!("{first} is loopback or link-local, which Kubernetes refuses"),
             };
             return Err(format!(

@@ -22,7 +22,7 @@ pub use metadata::ServiceKey;
 pub use name::{DnsLabel, DnsSubdomain, LabelValue, PortName, QualifiedName, ServiceName};
 pub use policy::{
     AddressPolicy, IngressPolicy, MAX_HOST_PATTERNS, Policies, check_host_pattern,
-    check_ingress_hosts,
+    check_ingress_hosts, cidrs,
 };
 pub use port::{CheckPort, PortNumber, ServicePort};
 pub use registration::Registration;

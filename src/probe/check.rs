@@ -147,7 +147,12 @@ pub async fn run(target: &ProbeTarget, dialer: &Dialer) -> (Outcome, Class) {
     let started = Instant::now();
     let at = SystemTime::now();
     let probe = async {
-        dialer.policy.check(target.ip).map_err(ProbeError::Denied)?;
+        // The controller hands over only addresses the service's namespace may use; this
+        // is the last line against one no namespace may use (a DNS answer that changed).
+        dialer
+            .policy
+            .check_anywhere(target.ip)
+            .map_err(ProbeError::Denied)?;
         probe(address, &target.check.probe, &dialer.tls).await
     };
     let result = match tokio::time::timeout(timeout, probe).await {

@@ -17,6 +17,7 @@ pub struct StoredTeam {
     pub namespaces: Vec<String>,
     pub max_services: Option<i32>,
     pub ingress_hosts: Vec<String>,
+    pub allowed_cidrs: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub resource_version: i64,
 }
@@ -28,6 +29,7 @@ pub struct TeamSpec<'a> {
     pub namespaces: &'a [String],
     pub max_services: Option<i32>,
     pub ingress_hosts: &'a [String],
+    pub allowed_cidrs: &'a [String],
 }
 
 /// An API token as stored, without its secret.
@@ -82,11 +84,13 @@ impl Store {
             return Err(StoreError::TooManyTeams { limit: MAX_TEAMS });
         }
         let inserted = sqlx::query_scalar!(
-            "INSERT INTO teams (name, max_services, ingress_hosts) VALUES ($1, $2, $3)
+            "INSERT INTO teams (name, max_services, ingress_hosts, allowed_cidrs)
+             VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING RETURNING name",
             team.name,
             team.max_services,
-            team.ingress_hosts
+            team.ingress_hosts,
+            team.allowed_cidrs
         )
         .fetch_optional(&mut *tx)
         .await
@@ -103,12 +107,13 @@ impl Store {
     pub async fn put_team(&self, team: &TeamSpec<'_>) -> Result<(StoredTeam, bool), StoreError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::WriteTeam)?;
         let updated = sqlx::query_scalar!(
-            "UPDATE teams SET max_services = $2, ingress_hosts = $3,
+            "UPDATE teams SET max_services = $2, ingress_hosts = $3, allowed_cidrs = $4,
                               resource_version = resource_version + 1
              WHERE name = $1 RETURNING name",
             team.name,
             team.max_services,
-            team.ingress_hosts
+            team.ingress_hosts,
+            team.allowed_cidrs
         )
         .fetch_optional(&mut *tx)
         .await
@@ -133,7 +138,8 @@ impl Store {
     pub async fn get_team(&self, name: &str) -> Result<StoredTeam, StoreError> {
         sqlx::query_as!(
             StoredTeam,
-            r#"SELECT t.name, t.max_services, t.ingress_hosts, t.created_at, t.resource_version,
+            r#"SELECT t.name, t.max_services, t.ingress_hosts, t.allowed_cidrs, t.created_at,
+                      t.resource_version,
                       ARRAY(SELECT n.namespace FROM team_namespaces n
                             WHERE n.team = t.name ORDER BY n.namespace) AS "namespaces!"
                FROM teams t WHERE t.name = $1"#,
@@ -143,6 +149,21 @@ impl Store {
         .await
         .map_err(StoreError::ReadTeam)?
         .ok_or(StoreError::NotFound)
+    }
+
+    /// Every namespace whose team has exceptions to the address policy, with them.
+    pub async fn team_exceptions(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let rows = sqlx::query!(
+            "SELECT n.namespace, t.allowed_cidrs FROM team_namespaces n
+             JOIN teams t ON t.name = n.team WHERE cardinality(t.allowed_cidrs) > 0"
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::ReadTeam)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.namespace, row.allowed_cidrs))
+            .collect())
     }
 
     /// The team that owns `namespace`, if one does.
@@ -171,7 +192,8 @@ impl Store {
     pub async fn list_teams(&self) -> Result<Vec<StoredTeam>, StoreError> {
         sqlx::query_as!(
             StoredTeam,
-            r#"SELECT t.name, t.max_services, t.ingress_hosts, t.created_at, t.resource_version,
+            r#"SELECT t.name, t.max_services, t.ingress_hosts, t.allowed_cidrs, t.created_at,
+                      t.resource_version,
                       ARRAY(SELECT n.namespace FROM team_namespaces n
                             WHERE n.team = t.name ORDER BY n.namespace) AS "namespaces!"
                FROM teams t ORDER BY t.name"#

@@ -364,3 +364,42 @@ async fn a_caller_past_its_rate_is_told_when_to_come_back() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_platform_admin_may_open_a_denied_range_to_one_team() {
+    let app =
+        spawn_app_with(|settings| settings.denied_cidrs = Some("192.0.2.0/24".to_owned())).await;
+    let mut payments = payments();
+    payments["allowedCidrs"] = json!(["192.0.2.0/28"]);
+    assert_eq!(put_team(&app, "payments", payments).await.status(), 201);
+    let billing = json!({"namespaces": ["billing"], "ingressHosts": ["pay.example.com"]});
+    assert_eq!(put_team(&app, "billing", billing).await.status(), 201);
+
+    // document() has 192.0.2.10 first: inside the exception for payments only.
+    assert_eq!(app.post("payments", &document("db")).await.status(), 201);
+    let refused = problem(
+        app.post("billing", &document("db")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(pointers(&refused), ["/spec/endpoints/0/address"]);
+    let mut outside = document("outside");
+    outside["spec"]["endpoints"][0]["address"] = json!("192.0.2.100");
+    let refused = problem(
+        app.post("payments", &outside).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(pointers(&refused), ["/spec/endpoints/0/address"]);
+
+    let bad = put_team(
+        &app,
+        "x",
+        json!({"namespaces": [], "allowedCidrs": ["10.0.0.0/8", "nope", "10.0.0.0/8,10.1.0.0/16"]}),
+    )
+    .await;
+    assert_eq!(
+        pointers(&problem(bad, StatusCode::UNPROCESSABLE_ENTITY).await),
+        ["/allowedCidrs/1", "/allowedCidrs/2"]
+    );
+}

@@ -11,6 +11,7 @@
 //! `2002::/16`) is judged as that IPv4 address too, so no denied IPv4 address can be
 //! reached in disguise. Private ranges stay allowed: that is where most backends live.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
@@ -40,13 +41,16 @@ struct Range {
 }
 
 /// Denied ranges and the exceptions made to them. Clones share what was learned from the
-/// cluster.
+/// cluster and the exceptions made for teams.
 #[derive(Debug, Clone)]
 pub struct AddressPolicy {
     denied: Vec<Range>,
     allowed: Vec<IpNet>,
     /// Denied too: the cluster's own ranges as last read from it.
     learned: Arc<Mutex<Vec<Range>>>,
+    /// Exceptions the platform admin made for a team, per namespace it owns, as last read
+    /// from the database.
+    exceptions: Arc<Mutex<HashMap<String, Vec<IpNet>>>>,
 }
 
 impl Default for AddressPolicy {
@@ -64,6 +68,7 @@ impl Default for AddressPolicy {
                 .collect(),
             allowed: Vec::new(),
             learned: Arc::default(),
+            exceptions: Arc::default(),
         }
     }
 }
@@ -107,15 +112,51 @@ impl AddressPolicy {
             .collect();
     }
 
-    /// Whether the address may be used; if not, why (for a field error or a report).
-    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
-        std::iter::once(ip)
-            .chain(embedded_ipv4(ip).map(IpAddr::V4))
-            .try_for_each(|ip| self.check_one(ip))
+    /// Replaces the teams' exceptions: per namespace, ranges allowed there although
+    /// denied.
+    pub fn except(&self, exceptions: HashMap<String, Vec<IpNet>>) {
+        *lock(&self.exceptions) = exceptions;
     }
 
-    fn check_one(&self, ip: IpAddr) -> Result<(), String> {
-        if self.allowed.iter().any(|net| net.contains(&ip)) {
+    /// Whether the address may be used; if not, why (for a field error or a report).
+    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        self.check_with(ip, &[])
+    }
+
+    /// The exceptions made for the team that owns `namespace`.
+    pub fn exceptions_in(&self, namespace: &str) -> Vec<IpNet> {
+        lock(&self.exceptions)
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// [`AddressPolicy::check`] in `namespace`, with its team's exceptions.
+    pub fn check_in(&self, namespace: &str, ip: IpAddr) -> Result<(), String> {
+        self.check_with(ip, &self.exceptions_in(namespace))
+    }
+
+    /// Whether some namespace may use the address: what no team may use is never
+    /// resolved into or connected to.
+    pub fn check_anywhere(&self, ip: IpAddr) -> Result<(), String> {
+        let exceptions: Vec<IpNet> = lock(&self.exceptions).values().flatten().copied().collect();
+        self.check_with(ip, &exceptions)
+    }
+
+    /// [`AddressPolicy::check`], with `exceptions` allowed too.
+    pub fn check_with(&self, ip: IpAddr, exceptions: &[IpNet]) -> Result<(), String> {
+        std::iter::once(ip)
+            .chain(embedded_ipv4(ip).map(IpAddr::V4))
+            .try_for_each(|ip| self.check_one(ip, exceptions))
+    }
+
+    fn check_one(&self, ip: IpAddr, exceptions: &[IpNet]) -> Result<(), String> {
+        if self
+            .allowed
+            .iter()
+            .chain(exceptions)
+            .any(|net| net.contains(&ip))
+        {
             return Ok(());
         }
         let refuse = |range: &Range| {
@@ -137,7 +178,8 @@ impl AddressPolicy {
     }
 }
 
-fn cidrs(list: &str) -> Result<Vec<IpNet>, String> {
+/// Comma-separated CIDR ranges (a bare address is a range of one).
+pub fn cidrs(list: &str) -> Result<Vec<IpNet>, String> {
     list.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
@@ -283,5 +325,24 @@ mod tests {
         assert!(refused(&in_the_api, "::ffff:10.0.0.5"));
         policy.learn([]);
         assert!(!refused(&in_the_api, "10.0.0.5"));
+    }
+
+    #[test]
+    fn a_teams_exception_opens_a_denied_range_in_its_namespaces_only() {
+        let policy = AddressPolicy::parse(Some("192.0.2.0/24"), None).unwrap();
+        let exception: IpNet = "192.0.2.0/28".parse().unwrap();
+        policy.except(HashMap::from([("payments".to_owned(), vec![exception])]));
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(policy.check(ip("192.0.2.5")).is_err());
+        assert!(policy.check_in("payments", ip("192.0.2.5")).is_ok());
+        assert!(policy.check_in("payments", ip("::ffff:192.0.2.5")).is_ok());
+        assert!(policy.check_in("payments", ip("192.0.2.100")).is_err());
+        assert!(policy.check_in("billing", ip("192.0.2.5")).is_err());
+        assert!(policy.check_anywhere(ip("192.0.2.5")).is_ok());
+        assert!(policy.check_anywhere(ip("192.0.2.100")).is_err());
+        // Clones share the exceptions, as they share what was learned from the cluster.
+        let clone = policy.clone();
+        policy.except(HashMap::new());
+        assert!(clone.check_in("payments", ip("192.0.2.5")).is_err());
     }
 }

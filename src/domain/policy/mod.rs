@@ -10,7 +10,9 @@ mod ingress;
 
 use std::net::IpAddr;
 
-pub use address::AddressPolicy;
+use ipnet::IpNet;
+
+pub use address::{AddressPolicy, cidrs};
 pub use hosts::{MAX_HOST_PATTERNS, check_host_pattern, check_ingress_hosts};
 pub use ingress::IngressPolicy;
 
@@ -26,16 +28,21 @@ pub struct Policies {
 }
 
 impl Policies {
-    /// Every way `spec` breaks a policy, each under its field. (DNS names are judged by
-    /// what they resolve to, when they are resolved.)
-    pub fn check(&self, spec: &ExternalServiceSpec) -> Result<(), ValidationErrors> {
+    /// Every way `spec` breaks a policy, each under its field, with the exceptions made
+    /// for its team. (DNS names are judged by what they resolve to, when they are
+    /// resolved.)
+    pub fn check(
+        &self,
+        spec: &ExternalServiceSpec,
+        exceptions: &[IpNet],
+    ) -> Result<(), ValidationErrors> {
         let addresses = spec
             .endpoints
             .iter()
             .enumerate()
             .filter_map(|(i, endpoint)| {
                 let ip = endpoint.address.parse::<IpAddr>().ok()?;
-                let detail = self.addresses.check(ip).err()?;
+                let detail = self.addresses.check_with(ip, exceptions).err()?;
                 Some(FieldError {
                     pointer: format!("/spec/endpoints/{i}/address"),
                     detail,
