@@ -19,7 +19,8 @@ pub struct Settings {
     pub database_url: SecretString,
     /// Database connections for the API, shared among its workers (default: two per
     /// worker; more only adds queueing inside PostgreSQL on a small machine). `/readyz`
-    /// has one more per worker of its own, and the leader's roles four.
+    /// has one more per worker of its own, the background tasks one, and the leader's
+    /// roles four.
     #[arg(long, env = "EXTSVC_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
     /// The most registrations one namespace may hold; creating one more is refused

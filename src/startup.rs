@@ -56,7 +56,8 @@ pub struct Application {
     port: u16,
     server: Server,
     kubernetes: Option<(CancellationToken, JoinHandle<()>)>,
-    /// Stops the tasks every replica runs (pruning the audit log).
+    /// Stops the tasks every replica runs (reading the teams' address exceptions, pruning
+    /// the audit log).
     background: CancellationToken,
 }
 
@@ -117,13 +118,14 @@ impl Application {
         };
 
         let background = CancellationToken::new();
+        let background_store = database.store(1);
         tokio::spawn(keep_team_exceptions(
-            database.store(1),
+            background_store.clone(),
             policies.addresses.clone(),
             background.clone(),
         ));
         tokio::spawn(api::prune_audit(
-            database.store(1),
+            background_store,
             chrono::Duration::days(i64::from(settings.audit_retention_days)),
             background.clone(),
         ));
