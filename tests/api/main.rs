@@ -1,6 +1,8 @@
 //! Black-box tests of the REST API: the real server on port 0, a real PostgreSQL with a
 //! fresh database per test, spoken to over HTTP.
 
+#[path = "../support/oidc.rs"]
+mod issuer;
 #[path = "../support/postgres.rs"]
 mod postgres;
 #[path = "../support/prometheus.rs"]
@@ -10,7 +12,6 @@ mod settings;
 
 mod helpers;
 
-mod access;
 mod cli;
 mod database;
 mod documents;

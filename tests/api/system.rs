@@ -113,3 +113,21 @@ async fn prometheus_reads_the_metrics_with_their_types() {
         "Writes sent to the Kubernetes API."
     );
 }
+
+#[tokio::test]
+async fn the_metrics_token_reads_metrics_and_nothing_else() {
+    let app = spawn_app().await;
+    let metrics = crate::settings::client_with(crate::settings::METRICS_TOKEN);
+    let scrape = metrics
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scrape.status(), reqwest::StatusCode::OK);
+    let list = metrics
+        .get(format!("{}/api/v1/external-services", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), reqwest::StatusCode::UNAUTHORIZED);
+}

@@ -54,7 +54,7 @@ pub async fn collecting_control_plane() -> &'static ControlPlane {
 pub struct Site {
     kubeconfig: PathBuf,
     pub namespace: String,
-    database_url: String,
+    pub database_url: String,
 }
 
 impl Site {

@@ -5,6 +5,8 @@
 
 #[path = "../support/controlplane.rs"]
 mod controlplane;
+#[path = "../support/oidc.rs"]
+mod issuer;
 #[path = "../support/netns.rs"]
 mod netns;
 #[path = "../support/postgres.rs"]
@@ -17,6 +19,7 @@ mod settings;
 mod backend;
 mod helpers;
 
+mod access;
 mod address_policy;
 mod children;
 mod cluster_controllers;

@@ -11,7 +11,7 @@ use crate::helpers::{Site, control_plane, registration};
 use crate::settings::client_with;
 
 /// A token of service account `name` in `namespace`, from the API server (TokenRequest).
-async fn account_token(kube: &kube::Client, namespace: &str, name: &str) -> String {
+pub async fn account_token(kube: &kube::Client, namespace: &str, name: &str) -> String {
     let accounts = Api::<ServiceAccount>::namespaced(kube.clone(), namespace);
     let account = ServiceAccount {
         metadata: ObjectMeta {
