@@ -238,7 +238,7 @@ pub async fn run(
     });
     let controller = Controller::new(
         scoped_api::<ExternalService>(client, scope),
-        watcher::Config::default(),
+        crate::k8s::client::watch_config(),
     );
     tokio::spawn(forget_deleted(
         controller.store(),
@@ -338,7 +338,8 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let config = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    let config =
+        crate::k8s::client::watch_config().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let stream = reflector::reflector(writer, watcher(api, config))
         .default_backoff()
         .touched_objects();

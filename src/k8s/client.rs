@@ -15,12 +15,16 @@ use tower::{BoxError, ServiceBuilder};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sending a request.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Silence while an answer is awaited. A watch is quiet between events, but the API
-/// server sends it a bookmark every minute (kube's watcher asks for bookmarks; 60 s
-/// apart on the test control plane), so two minutes of silence mean a dead peer. An API
-/// server without a watch cache sends none: its quiet watches are then resumed from
-/// their last version every two minutes, which costs a request, not a relist.
+/// Silence while an answer is awaited: two minutes of it mean a dead peer. A watch is
+/// quiet between events, and bookmarks do not reliably keep it talking (a watch of our
+/// labelled children on the local control plane heard nothing for two minutes), so every
+/// watch asks the server to end it sooner ([`WATCH_TIMEOUT_SECONDS`]).
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the API server keeps a watch open before ending it cleanly; the watcher then
+/// resumes from the last version it saw (a request, not a relist). Below
+/// [`READ_TIMEOUT`], so that a quiet watch of a healthy server is never taken for a dead
+/// one.
+pub const WATCH_TIMEOUT_SECONDS: u32 = 100;
 /// Idle time before the kernel probes a connection, the gap between probes, and the
 /// probes left unanswered before it gives up: a dead peer is noticed within a minute.
 const KEEPALIVE: Duration = Duration::from_secs(30);
@@ -49,4 +53,10 @@ pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .map_err(BoxError::from)
         .service(http);
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// The watcher configuration every watch of ours starts from: ended by the server within
+/// [`WATCH_TIMEOUT_SECONDS`].
+pub fn watch_config() -> kube::runtime::watcher::Config {
+    kube::runtime::watcher::Config::default().timeout(WATCH_TIMEOUT_SECONDS)
 }

@@ -100,7 +100,7 @@ pub async fn run(
         writer,
         watcher(
             scoped_api::<ExternalService>(client.clone(), namespace.as_deref()),
-            watcher::Config::default(),
+            super::client::watch_config(),
         ),
     )
     .default_backoff()
