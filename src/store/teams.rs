@@ -171,21 +171,19 @@ impl Store {
         &self,
         namespace: &str,
     ) -> Result<Option<StoredTeam>, StoreError> {
-        let team = sqlx::query_scalar!(
-            "SELECT team FROM team_namespaces WHERE namespace = $1",
+        sqlx::query_as!(
+            StoredTeam,
+            r#"SELECT t.name, t.max_services, t.ingress_hosts, t.allowed_cidrs, t.created_at,
+                      t.resource_version,
+                      ARRAY(SELECT n.namespace FROM team_namespaces n
+                            WHERE n.team = t.name ORDER BY n.namespace) AS "namespaces!"
+               FROM team_namespaces owned JOIN teams t ON t.name = owned.team
+               WHERE owned.namespace = $1"#,
             namespace
         )
         .fetch_optional(&self.pool)
         .await
-        .map_err(StoreError::ReadTeam)?;
-        match team {
-            None => Ok(None),
-            Some(team) => match self.get_team(&team).await {
-                Ok(team) => Ok(Some(team)),
-                Err(StoreError::NotFound) => Ok(None),
-                Err(error) => Err(error),
-            },
-        }
+        .map_err(StoreError::ReadTeam)
     }
 
     /// Every team, in name order (there are at most [`MAX_TEAMS`]).
