@@ -94,8 +94,7 @@ impl MetricsAccess {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
+            .and_then(|value| crate::auth::bearer(value.as_bytes()).ok())
             .map(crate::auth::token::hash);
         if presented.is_some() && presented == self.token {
             return Ok(());

@@ -198,7 +198,7 @@ pub struct Identity {
 }
 
 /// The token of `Bearer <token>` (the scheme in any case, RFC 9110).
-fn bearer(header: &[u8]) -> Result<&str, AuthError> {
+pub fn bearer(header: &[u8]) -> Result<&str, AuthError> {
     if header.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::Malformed);
     }
