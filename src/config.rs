@@ -59,6 +59,13 @@ pub struct Settings {
     /// Days the audit log keeps an entry.
     #[arg(long, env = "EXTSVC_AUDIT_RETENTION_DAYS", default_value_t = 90)]
     pub audit_retention_days: u32,
+    /// How long events stay in the database: how far back a stream that reconnects with
+    /// `Last-Event-ID` can catch up.
+    #[arg(long, env = "EXTSVC_EVENT_RETENTION_MINUTES", default_value_t = 60)]
+    pub event_retention_minutes: u32,
+    /// Event streams and waits (`waitFor`) one replica holds open at once, at most.
+    #[arg(long, env = "EXTSVC_MAX_WATCHES", default_value_t = 10_000)]
+    pub max_watches: usize,
     /// Backend addresses denied besides the built-in ranges (loopback, link-local with the
     /// cloud metadata services, unspecified, multicast, broadcast): comma-separated CIDR
     /// ranges, or `none` to deny nothing at all (tests only).

@@ -119,6 +119,18 @@ impl Application {
 
         let background = CancellationToken::new();
         let background_store = database.store(1);
+        let feed = api::Feed::start(
+            database.store(2),
+            settings.max_watches,
+            chrono::Duration::minutes(i64::from(settings.event_retention_minutes)),
+            background.clone(),
+        )
+        .await
+        .map_err(StartupError::OpenStore)?;
+        let dialer = web::Data::new(Dialer {
+            tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
+            policy: Arc::new(policies.addresses.clone()),
+        });
         tokio::spawn(keep_team_exceptions(
             background_store.clone(),
             policies.addresses.clone(),
@@ -154,10 +166,14 @@ impl Application {
                 .app_data(policies.clone())
                 .app_data(api_metrics.clone())
                 .app_data(liveness.clone())
+                .app_data(web::Data::new(feed.clone()))
+                .app_data(dialer.clone())
                 .configure(api::configure)
                 .default_service(web::to(api::no_route))
         })
-        // Stop accepting on SIGTERM/SIGINT and let requests in flight finish.
+        // Signals are handled in `run_until_stopped`, which ends event streams and waits
+        // first: they would otherwise hold the graceful shutdown for its whole timeout.
+        .disable_signals()
         .shutdown_timeout(10)
         .workers(workers);
         let server = server.listen(listener).map_err(StartupError::Serve)?.run();
@@ -181,6 +197,13 @@ impl Application {
     /// Serves until SIGTERM or SIGINT, then drains the API and stops the other roles,
     /// releasing the leader Lease so that another replica takes over at once.
     pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let (handle, background) = (self.server.handle(), self.background.clone());
+        tokio::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stopping: ending event streams, then draining requests");
+            background.cancel();
+            handle.stop(true).await;
+        });
         let served = self.server.await.map_err(StartupError::Serve);
         self.background.cancel();
         if let Some((shutdown, roles)) = self.kubernetes {
@@ -190,6 +213,22 @@ impl Application {
             }
         }
         served
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn stop_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }
 
@@ -403,7 +442,16 @@ fn spawn_leader_roles(
                         }
                     }
                 };
+                let maintenance = controller::Maintenance::default();
+                let (maintenance_wake, maintenance_woken) = tokio::sync::mpsc::unbounded_channel();
                 tokio::join!(
+                    controller::keep_maintenance(
+                        store.clone(),
+                        maintenance.clone(),
+                        maintenance_wake,
+                        leading.clone()
+                    )
+                    .map(until_term_ends("maintenance keeper")),
                     mirror::run(
                         store.clone(),
                         client.clone(),
@@ -415,8 +463,11 @@ fn spawn_leader_roles(
                     controller::run(
                         client,
                         settings,
-                        engine.clone(),
-                        woken,
+                        (engine.clone(), maintenance),
+                        controller::Wakers {
+                            engine: woken,
+                            maintenance: maintenance_woken,
+                        },
                         metrics.clone(),
                         leading.clone()
                     )

@@ -20,6 +20,7 @@ use crate::store::{AuditQuery, AuditRecord, NewAuditRecord, Store};
 use super::caller::Authenticated;
 use super::paging::limit;
 use super::rate_limit::Allowance;
+use super::services::DryRun;
 use super::{ApiError, Problem};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -136,6 +137,9 @@ fn audit_record<B>(response: &ServiceResponse<B>, request_id: String) -> Option<
         status: status.as_u16(),
         outcome: match problem {
             Some(error) => error.slug().to_owned(),
+            None if response.response().extensions().get::<DryRun>().is_some() => {
+                "dry-run".to_owned()
+            }
             None if status.is_success() => "ok".to_owned(),
             None => status
                 .canonical_reason()

@@ -7,7 +7,7 @@ use utoipa::IntoParams;
 
 use crate::domain::DnsLabel;
 use crate::resource::{HealthHistory, HealthList, ServiceHealth};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredService, StoredWindow};
 
 use super::caller::{Authenticated, ServicePath};
 use super::paging::{decode_continue, finish_page, limit};
@@ -40,11 +40,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Checks that the caller may read the registration and that it exists; health of an
 /// unknown name is a 404.
-async fn registered(store: &Store, path: &ServicePath) -> Result<(), ApiError> {
+async fn registered(store: &Store, path: &ServicePath) -> Result<StoredService, ApiError> {
     path.readable()?;
     let (namespace, name) = (path.namespace.as_str(), path.name.as_str());
     match store.find_service(namespace, name).await {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(service)) => Ok(service),
         Ok(None) => Err(ApiError::from_store(StoreError::NotFound, namespace, name)),
         Err(error) => Err(ApiError::Store(error)),
     }
@@ -72,7 +72,7 @@ pub async fn get_health(
     path: ServicePath,
     store: web::Data<Store>,
 ) -> Result<HttpResponse, ApiError> {
-    registered(&store, &path).await?;
+    let service = registered(&store, &path).await?;
     let ServicePath {
         namespace, name, ..
     } = path;
@@ -80,11 +80,39 @@ pub async fn get_health(
         .health(&namespace, &name)
         .await
         .map_err(ApiError::Store)?;
-    Ok(HttpResponse::Ok().json(health.unwrap_or(ServiceHealth {
+    let windows = store
+        .maintenance(Some((&namespace, &name)))
+        .await
+        .map_err(ApiError::Store)?;
+    let mut health = health.unwrap_or(ServiceHealth {
         namespace,
         name,
         ..ServiceHealth::default()
-    })))
+    });
+    mark_maintenance(&mut health, &service, windows);
+    Ok(HttpResponse::Ok().json(health))
+}
+
+/// Shows on each address the maintenance window it is in: its own, or that of the DNS
+/// name it was resolved from (as the status says).
+fn mark_maintenance(health: &mut ServiceHealth, service: &StoredService, windows: Vec<StoredWindow>) {
+    if windows.is_empty() {
+        return;
+    }
+    let resolved_from = |ip: &str| {
+        service
+            .status
+            .as_ref()
+            .and_then(|s| s.0.addresses.iter().find(|a| a.address == ip))
+            .and_then(|a| a.resolved_from.clone())
+    };
+    for address in &mut health.addresses {
+        let name = resolved_from(&address.address);
+        address.maintenance = windows
+            .iter()
+            .find(|w| w.address == address.address || Some(&w.address) == name.as_ref())
+            .map(|w| w.clone().into_window());
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

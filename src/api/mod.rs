@@ -3,7 +3,9 @@
 mod audit;
 mod body;
 mod caller;
+mod events;
 mod health;
+mod maintenance;
 mod openapi;
 mod paging;
 mod problem;
@@ -14,6 +16,8 @@ mod teams;
 
 pub use audit::{REQUEST_ID, middleware as audit_middleware, prune as prune_audit};
 pub use body::MAX_BODY_BYTES;
+pub use events::Feed;
+pub use services::parse_duration;
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};
 pub use rate_limit::RateLimiter;
@@ -36,6 +40,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }))
     .configure(services::configure)
     .configure(health::configure)
+    .configure(events::configure)
+    .configure(maintenance::configure)
     .configure(teams::configure)
     .configure(audit::configure)
     .configure(system::configure)

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{audit, health, services, system, teams};
+use super::{audit, events, health, maintenance, services, system, teams};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,11 @@ use super::{audit, health, services, system, teams};
         health::get_health,
         health::get_health_history,
         health::list_health,
+        events::service_events,
+        events::namespace_events,
+        maintenance::get_maintenance,
+        maintenance::start_maintenance,
+        maintenance::end_maintenance,
         teams::create_team,
         teams::list_teams,
         teams::get_team,
@@ -44,6 +49,8 @@ use super::{audit, health, services, system, teams};
     tags(
         (name = "external-services", description = "Backends outside the cluster"),
         (name = "health", description = "What the health checks found"),
+        (name = "events", description = "What happens to services, as server-sent event streams"),
+        (name = "maintenance", description = "Addresses out of rotation for a while"),
         (name = "teams", description = "Teams, the namespaces they own, and their tokens"),
         (name = "audit", description = "Who changed what, and who was refused"),
         (name = "system", description = "Probes of the server itself"),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::ValidationErrors;
+use crate::resource::ExternalServiceDocument;
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -28,6 +29,12 @@ pub struct Problem {
     /// Every refused field or parameter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField>,
+    /// A wait that timed out: why its condition is not met, one reason each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmet: Vec<String>,
+    /// A wait that timed out: the service as it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Box<ExternalServiceDocument>>,
 }
 
 /// One refused field (`pointer`, into the body) or query parameter (`parameter`).
@@ -100,6 +107,15 @@ pub enum ApiError {
         "external service {namespace}/{name} was made in the cluster; change it there, e.g. with kubectl"
     )]
     ReadOnly { namespace: String, name: String },
+    #[error("{namespace}/{name} is not {condition} after {seconds} s")]
+    WaitTimedOut {
+        namespace: String,
+        name: String,
+        condition: &'static str,
+        seconds: u64,
+        unmet: Vec<String>,
+        current: Box<ExternalServiceDocument>,
+    },
     #[error("no such route")]
     NoRoute,
     #[error("method not allowed on this route")]
@@ -185,6 +201,7 @@ impl ApiError {
             Self::NamespaceFull { .. } => ("quota-exceeded", "The namespace is full"),
             Self::PreconditionFailed => ("precondition-failed", "Precondition failed"),
             Self::ReadOnly { .. } => ("read-only", "Read-only: made in the cluster"),
+            Self::WaitTimedOut { .. } => ("wait-timed-out", "The condition was not met in time"),
             Self::NoRoute => ("not-found", "Not found"),
             Self::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
             Self::Store(StoreError::Contended) => ("conflict", "Conflicting concurrent change"),
@@ -221,12 +238,18 @@ impl ApiError {
             Self::Store(_) => "the database is unavailable; try again later".to_owned(),
             other => other.to_string(),
         };
+        let (unmet, current) = match self {
+            Self::WaitTimedOut { unmet, current, .. } => (unmet.clone(), Some(current.clone())),
+            _ => (Vec::new(), None),
+        };
         Problem {
             problem_type: format!("https://extsvc.dev/problems/{slug}"),
             title: title.to_owned(),
             status: self.status_code().as_u16(),
             detail,
             errors,
+            unmet,
+            current,
         }
     }
 }
@@ -238,7 +261,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTimeout { .. } | Self::WaitTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } | Self::Hidden { .. } | Self::NoSuch(_) | Self::NoRoute => {

@@ -15,6 +15,8 @@ pub struct PublishedAddress {
     pub ports: BTreeSet<PortName>,
     pub zone: Option<LabelValue>,
     pub ready: bool,
+    /// Why it is not ready although its checks may pass (maintenance).
+    pub note: Option<String>,
 }
 
 /// A DNS name that yielded no usable IP, reported in status.
@@ -127,6 +129,7 @@ pub fn publish(spec: &ServiceSpec, resolutions: &Resolutions, health: &Health) -
                     ports: endpoint.ports.clone(),
                     zone: endpoint.zone.clone(),
                     ready: ready(&ip),
+                    note: None,
                 });
         }
     }

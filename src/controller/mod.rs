@@ -8,6 +8,7 @@ mod apply;
 mod endpoint_slice;
 mod endpoints;
 mod ingress;
+mod maintenance;
 mod owner;
 mod resolver;
 mod service;
@@ -46,6 +47,7 @@ use crate::sync::lock;
 
 pub use addresses::{Health, PublishedAddress};
 pub use apply::ApplyError;
+pub use maintenance::{Maintenance, keep as keep_maintenance};
 
 use addresses::{Published, Resolutions, admitted, publish};
 use endpoint_slice::desired_endpoint_slices;
@@ -165,6 +167,7 @@ struct Context {
     client: Client,
     shutdown: CancellationToken,
     engine: Engine,
+    maintenance: Maintenance,
     /// The status last written per resource uid, and the resourceVersion it was written
     /// over: while the watch still shows that version, our write has not come back yet
     /// and is not written again. Any other version with another status (someone else
@@ -192,13 +195,20 @@ const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(10);
 /// How often the probe engine drops the services of deleted resources.
 const FORGET_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Runs the controller until `shutdown` is cancelled. `woken` names services whose
-/// readiness the probe engine saw change; each is reconciled on its own.
+/// What wakes the reconcile of one service: the probe engine saw its readiness change,
+/// or its maintenance windows changed.
+pub struct Wakers {
+    pub engine: tokio::sync::mpsc::UnboundedReceiver<ServiceKey>,
+    pub maintenance: tokio::sync::mpsc::UnboundedReceiver<ServiceKey>,
+}
+
+/// Runs the controller until `shutdown` is cancelled. Each service `woken` names is
+/// reconciled on its own.
 pub async fn run(
     client: Client,
     settings: Settings,
-    engine: Engine,
-    woken: tokio::sync::mpsc::UnboundedReceiver<ServiceKey>,
+    (engine, maintenance): (Engine, Maintenance),
+    woken: Wakers,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
@@ -219,6 +229,7 @@ pub async fn run(
         client: client.clone(),
         shutdown: shutdown.clone(),
         engine: engine.clone(),
+        maintenance,
         written: Mutex::default(),
         failures: Mutex::default(),
         caches: Caches::new(services, slices, endpoints, ingresses),
@@ -229,13 +240,17 @@ pub async fn run(
         metrics,
         settings: settings.clone(),
     });
-    let woken = futures::stream::unfold(woken, |mut woken| async move {
-        let key = woken.recv().await?;
-        Some((
-            ObjectRef::<ExternalService>::new(key.name.as_ref()).within(key.namespace.as_ref()),
-            woken,
-        ))
-    });
+    let keys = |receiver: tokio::sync::mpsc::UnboundedReceiver<ServiceKey>| {
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            let key = receiver.recv().await?;
+            Some((
+                ObjectRef::<ExternalService>::new(key.name.as_ref())
+                    .within(key.namespace.as_ref()),
+                receiver,
+            ))
+        })
+    };
+    let woken = futures::stream::select(keys(woken.engine), keys(woken.maintenance));
     let controller = Controller::new(
         scoped_api::<ExternalService>(client, scope),
         crate::k8s::client::watch_config(),
@@ -449,10 +464,20 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
     };
     timer.succeeded();
     context.succeeded(&cr);
-    Ok(match retry {
-        Some(delay) => Action::requeue(delay),
-        None if names.is_empty() => Action::await_change(),
-        None => Action::requeue(context.resolver.refresh()),
+    // A maintenance window ends by itself: look again when it does.
+    let window_ends = context
+        .maintenance
+        .next_end(&key, chrono::Utc::now())
+        .map(|end| end + Duration::from_millis(50));
+    let delay = match retry {
+        Some(delay) => Some(delay),
+        None if names.is_empty() => None,
+        None => Some(context.resolver.refresh()),
+    };
+    Ok(match (delay, window_ends) {
+        (None, None) => Action::await_change(),
+        (Some(delay), None) | (None, Some(delay)) => Action::requeue(delay),
+        (Some(a), Some(b)) => Action::requeue(a.min(b)),
     })
 }
 
@@ -551,7 +576,9 @@ impl Context {
         let ips = addresses.iter().map(|a| a.ip).collect();
         let seeds = published_readiness(cr.status.as_ref(), cr.metadata.generation);
         self.engine.set_targets(key, ips, targets, &seeds);
-        let published = publish(spec, resolutions, &self.engine.readiness(key));
+        let mut published = publish(spec, resolutions, &self.engine.readiness(key));
+        self.maintenance
+            .apply(key, &mut published.addresses, chrono::Utc::now());
         let unresolved = published.unresolved.iter().map(|u| Unresolved {
             name: u.name.to_string(),
             reason: u.reason.clone(),

@@ -56,7 +56,7 @@ fn address_statuses(published: &Published) -> Vec<AddressStatus> {
         address: a.ip.to_string(),
         resolved_from: a.resolved_from.as_ref().map(ToString::to_string),
         ready: a.ready,
-        message: None,
+        message: a.note.clone(),
     });
     let unresolved = published.unresolved.iter().map(|u| AddressStatus {
         address: u.name.to_string(),

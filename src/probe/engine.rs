@@ -391,6 +391,7 @@ fn report(key: &ServiceKey, service: &ServiceState) -> ServiceHealth {
                     }
                 })
                 .collect(),
+            maintenance: None,
         })
         .collect();
     addresses.extend(service.unresolved.iter().map(|u| AddressHealth {
@@ -398,6 +399,7 @@ fn report(key: &ServiceKey, service: &ServiceState) -> ServiceHealth {
         state: HealthState::NotReady,
         message: Some(u.reason.clone()),
         checks: Vec::new(),
+        maintenance: None,
     }));
     ServiceHealth {
         namespace: key.namespace.to_string(),

@@ -5,11 +5,13 @@ mod check;
 mod engine;
 mod grpc;
 mod http;
+mod once;
 mod publisher;
 mod state;
 mod target;
 
 pub use check::{Dialer, Tls};
 pub use engine::{DEFAULT_MAX_IN_FLIGHT, Engine, Unresolved};
+pub use once::probe_once;
 pub use publisher::publish;
 pub use target::{ProbeTarget, ProbedAddress, probe_targets};

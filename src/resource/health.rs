@@ -40,6 +40,9 @@ pub struct AddressHealth {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckHealth>,
+    /// Out of rotation for maintenance (not ready whatever its checks say) until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<super::MaintenanceWindow>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]

@@ -3,15 +3,18 @@
 //! parses them into validated values.
 
 mod document;
+mod events;
 mod health;
 mod legacy;
 mod spec;
 mod status;
+mod wait;
 
 pub use document::{
     DocumentMetadata, DocumentStatus, ExternalServiceDocument, ExternalServiceList, ListMetadata,
     Origin,
 };
+pub use events::{MaintenanceList, MaintenanceRequest, MaintenanceWindow, ServiceEvent};
 pub use health::{
     AddressHealth, CheckHealth, HealthHistory, HealthList, HealthState, HealthTransition,
     ProbeResult, ServiceHealth,
@@ -23,6 +26,7 @@ pub use spec::{
     ServicePort, TcpCheck,
 };
 pub use status::{AddressStatus, Condition, ExternalServiceStatus};
+pub use wait::{WaitFor, unmet};
 
 /// API group of the custom resource.
 pub const GROUP: &str = "extsvc.dev";

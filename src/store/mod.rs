@@ -1,14 +1,16 @@
 //! PostgreSQL: the only place that speaks SQL.
 
 mod audit;
+mod events;
 mod health;
 mod mirror;
 mod services;
 mod teams;
 
 pub use audit::{AuditQuery, AuditRecord, NewAuditRecord};
+pub use events::{EventBatch, Position, StoredEvent, StoredWindow};
 pub use mirror::{Change, ClusterService};
-pub use services::{ListQuery, Precondition, Stored, StoredService, WriteOutcome};
+pub use services::{Commit, ListQuery, Precondition, Stored, StoredService, WriteOutcome};
 pub use teams::{NewToken, StoredTeam, StoredToken, TeamSpec, TokenGrant};
 
 use std::str::FromStr;
@@ -71,6 +73,14 @@ pub enum StoreError {
     ReadAudit(#[source] sqlx::Error),
     #[error("could not write the audit log")]
     WriteAudit(#[source] sqlx::Error),
+    #[error("could not read events")]
+    ReadEvents(#[source] sqlx::Error),
+    #[error("could not prune events")]
+    WriteEvents(#[source] sqlx::Error),
+    #[error("could not read maintenance windows")]
+    ReadMaintenance(#[source] sqlx::Error),
+    #[error("could not write maintenance windows")]
+    WriteMaintenance(#[source] sqlx::Error),
     #[error("a stored document does not decode")]
     DecodeDocument(#[source] serde_json::Error),
 }

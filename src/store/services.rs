@@ -78,6 +78,14 @@ impl StoredService {
     }
 }
 
+/// Whether a write is kept, or only tried: a dry run does everything a write does (the
+/// caps, the preconditions, the new generation) in a transaction it then rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    Yes,
+    DryRun,
+}
+
 /// A write's condition on the current version (from `If-Match`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -248,6 +256,7 @@ impl Store {
     pub async fn create_service(
         &self,
         registration: &Registration,
+        commit: Commit,
     ) -> Result<StoredService, StoreError> {
         let mut tx = self.begin().await?;
         let created = self
@@ -255,7 +264,7 @@ impl Store {
             .await?
             .ok_or(StoreError::AlreadyExists)?;
         record_change(&mut tx, &created, Operation::Apply).await?;
-        commit(tx).await?;
+        finish(tx, commit).await?;
         Ok(created)
     }
 
@@ -265,6 +274,7 @@ impl Store {
         &self,
         registration: &Registration,
         precondition: Option<&Precondition>,
+        commit: Commit,
     ) -> Result<Stored, StoreError> {
         let key = registration.key();
         // Two passes at most: when a concurrent create wins the race for the name after
@@ -300,7 +310,7 @@ impl Store {
             if outcome != WriteOutcome::Unchanged {
                 record_change(&mut tx, &service, Operation::Apply).await?;
             }
-            commit(tx).await?;
+            finish(tx, commit).await?;
             return Ok(Stored {
                 service,
                 outcome,
@@ -316,6 +326,7 @@ impl Store {
         namespace: &str,
         name: &str,
         precondition: Option<&Precondition>,
+        commit: Commit,
     ) -> Result<StoredService, StoreError> {
         let mut tx = self.begin().await?;
         let current = lock(&mut tx, namespace, name)
@@ -334,7 +345,7 @@ impl Store {
             .await
             .map_err(StoreError::WriteService)?;
         record_change(&mut tx, &current, Operation::Delete).await?;
-        commit(tx).await?;
+        finish(tx, commit).await?;
         Ok(current)
     }
 
@@ -408,8 +419,12 @@ pub(super) fn page_start<'a>(
     }
 }
 
-async fn commit(tx: Transaction<'static, Postgres>) -> Result<(), StoreError> {
-    tx.commit().await.map_err(StoreError::WriteService)
+async fn finish(tx: Transaction<'static, Postgres>, commit: Commit) -> Result<(), StoreError> {
+    match commit {
+        Commit::Yes => tx.commit().await,
+        Commit::DryRun => tx.rollback().await,
+    }
+    .map_err(StoreError::WriteService)
 }
 
 async fn lock(

@@ -109,6 +109,7 @@ async fn the_history_of_an_address_the_service_no_longer_has_is_dropped() {
                 state: HealthState::Ready,
                 message: None,
                 checks: Vec::new(),
+                maintenance: None,
             })
             .collect(),
         updated_at: None,

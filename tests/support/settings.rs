@@ -24,6 +24,8 @@ pub fn settings(database_url: &str, kubernetes: KubernetesSettings) -> Settings 
         // Tests call as fast as they can; the rate limit has a test of its own.
         rate_limit: 1_000_000,
         audit_retention_days: 90,
+        event_retention_minutes: 60,
+        max_watches: 10_000,
         denied_cidrs: None,
         allowed_cidrs: None,
         cluster_cidrs: None,

@@ -1,0 +1,306 @@
+//! The events triggers record with every change (see the migration `events`), read in
+//! the order they became final, and the maintenance windows that make some of them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::postgres::PgListener;
+
+use crate::resource::{MaintenanceWindow, ServiceEvent};
+
+use super::{Store, StoreError};
+
+/// Channel the events trigger notifies when events commit.
+const EVENTS_CHANNEL: &str = "extsvc_events";
+
+/// Where an event stands: events are read in (transaction, id) order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub txid: i64,
+    pub id: i64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.txid, self.id)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (txid, id) = text.trim().split_once('-').ok_or(())?;
+        Ok(Self {
+            txid: txid.parse().map_err(drop)?,
+            id: id.parse().map_err(drop)?,
+        })
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub position: Position,
+    pub event: ServiceEvent,
+}
+
+/// Events read after a position: those that are final, and whether later ones exist
+/// that are not yet (a transaction older than them is still running).
+#[derive(Debug, Default)]
+pub struct EventBatch {
+    pub events: Vec<StoredEvent>,
+    pub held_back: bool,
+}
+
+struct EventRow {
+    id: i64,
+    txid: i64,
+    at: DateTime<Utc>,
+    namespace: String,
+    name: String,
+    type_: String,
+    generation: Option<i64>,
+    detail: serde_json::Value,
+    settled: bool,
+}
+
+impl EventRow {
+    fn into_event(self) -> StoredEvent {
+        let position = Position {
+            txid: self.txid,
+            id: self.id,
+        };
+        StoredEvent {
+            position,
+            event: ServiceEvent {
+                id: position.to_string(),
+                time: self.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                namespace: self.namespace,
+                name: self.name,
+                type_: self.type_,
+                generation: self.generation,
+                detail: self.detail,
+            },
+        }
+    }
+}
+
+/// A maintenance window as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWindow {
+    pub namespace: String,
+    pub name: String,
+    pub address: String,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub actor: String,
+}
+
+impl StoredWindow {
+    pub fn into_window(self) -> MaintenanceWindow {
+        MaintenanceWindow {
+            address: self.address,
+            reason: self.reason,
+            since: self.since.to_rfc3339_opts(SecondsFormat::Secs, true),
+            until: self.until.to_rfc3339_opts(SecondsFormat::Secs, true),
+            by: self.actor,
+        }
+    }
+}
+
+impl Store {
+    /// A connection that hears about events as soon as they commit.
+    pub async fn listen_for_events(&self) -> Result<PgListener, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(StoreError::Connect)?;
+        listener
+            .listen(EVENTS_CHANNEL)
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(listener)
+    }
+
+    /// The position of the last final event: a reader starting now starts after it.
+    pub async fn last_event_position(&self) -> Result<Position, StoreError> {
+        let row = sqlx::query!(
+            r#"SELECT txid, id FROM service_events
+               WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               ORDER BY txid DESC, id DESC LIMIT 1"#
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::ReadEvents)?;
+        Ok(row.map_or_else(Position::default, |row| Position {
+            txid: row.txid,
+            id: row.id,
+        }))
+    }
+
+    /// Up to `limit` events after `after`, of every registration, in order; only those
+    /// no running transaction can still precede.
+    pub async fn events_after(&self, after: Position, limit: i64) -> Result<EventBatch, StoreError> {
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"SELECT id, txid, at, namespace, name, type AS type_, generation, detail,
+                      txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "settled!"
+               FROM service_events WHERE (txid, id) > ($1, $2)
+               ORDER BY txid, id LIMIT $3"#,
+            after.txid,
+            after.id,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::ReadEvents)?;
+        let mut batch = EventBatch::default();
+        for row in rows {
+            if !row.settled {
+                batch.held_back = true;
+                break;
+            }
+            batch.events.push(row.into_event());
+        }
+        Ok(batch)
+    }
+
+    /// Up to `limit` events of one namespace (and one name, if given) after `after` and
+    /// up to `upto`, in order: what a stream that reconnects has missed.
+    pub async fn replay_events(
+        &self,
+        namespace: &str,
+        name: Option<&str>,
+        after: Position,
+        upto: Position,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query_as!(
+            EventRow,
+            r#"SELECT id, txid, at, namespace, name, type AS type_, generation, detail,
+                      true AS "settled!"
+               FROM service_events
+               WHERE namespace = $1 AND ($2::text IS NULL OR name = $2)
+                 AND (txid, id) > ($3, $4) AND (txid, id) <= ($5, $6)
+               ORDER BY txid, id LIMIT $7"#,
+            namespace,
+            name,
+            after.txid,
+            after.id,
+            upto.txid,
+            upto.id,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::ReadEvents)?;
+        Ok(rows.into_iter().map(EventRow::into_event).collect())
+    }
+
+    /// Drops events recorded before `cutoff`, a batch at a time; how many went.
+    pub async fn prune_events(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        sqlx::query!(
+            "DELETE FROM service_events WHERE id IN (
+                 SELECT id FROM service_events WHERE at < $1 ORDER BY at LIMIT 10000)",
+            cutoff
+        )
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(StoreError::WriteEvents)
+    }
+
+    /// Starts (or moves) maintenance windows on addresses of a registration, all or none.
+    pub async fn start_maintenance(
+        &self,
+        namespace: &str,
+        name: &str,
+        addresses: &[String],
+        reason: &str,
+        until: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query!(
+            "INSERT INTO maintenance_windows (namespace, name, address, reason, until, actor)
+             SELECT $1, $2, address, $4, $5, $6 FROM unnest($3::text[]) AS address
+             ON CONFLICT (namespace, name, address) DO UPDATE
+             SET reason = excluded.reason, until = excluded.until, actor = excluded.actor,
+                 since = now()",
+            namespace,
+            name,
+            addresses,
+            reason,
+            until,
+            actor
+        )
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(|error| match &error {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+            _ => StoreError::WriteMaintenance(error),
+        })
+    }
+
+    /// Ends the windows on `address` (all of them when `None`) of a registration.
+    pub async fn end_maintenance(
+        &self,
+        namespace: &str,
+        name: &str,
+        address: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        sqlx::query!(
+            "DELETE FROM maintenance_windows
+             WHERE namespace = $1 AND name = $2 AND ($3::text IS NULL OR address = $3)",
+            namespace,
+            name,
+            address
+        )
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected())
+        .map_err(StoreError::WriteMaintenance)
+    }
+
+    /// Windows in force, of one registration or (with `None`) of all, in address order.
+    pub async fn maintenance(
+        &self,
+        service: Option<(&str, &str)>,
+    ) -> Result<Vec<StoredWindow>, StoreError> {
+        let (namespace, name) = service.unzip();
+        sqlx::query_as!(
+            StoredWindow,
+            "SELECT namespace, name, address, reason, since, until, actor
+             FROM maintenance_windows
+             WHERE until > now() AND ($1::text IS NULL OR (namespace = $1 AND name = $2))
+             ORDER BY namespace, name, address",
+            namespace,
+            name
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::ReadMaintenance)
+    }
+
+    /// Deletes the windows whose time has passed (each deletion is an event); how many.
+    pub async fn expire_maintenance(&self) -> Result<u64, StoreError> {
+        sqlx::query!("DELETE FROM maintenance_windows WHERE until <= now()")
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(StoreError::WriteMaintenance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_reads_back_what_it_writes() {
+        let position = Position { txid: 7514, id: 210 };
+        assert_eq!(position.to_string().parse(), Ok(position));
+        assert_eq!("x-1".parse::<Position>(), Err(()));
+        assert_eq!("12".parse::<Position>(), Err(()));
+        assert!(Position { txid: 2, id: 1 } > Position { txid: 1, id: 9 });
+    }
+}
