@@ -1,11 +1,16 @@
 //! A small client of the REST API, for the command line and CI pipelines.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::api::Problem;
-use crate::resource::{ExternalServiceDocument, ExternalServiceList};
+use crate::resource::{
+    ExternalServiceDocument, ExternalServiceList, MaintenanceList, MaintenanceRequest,
+    ServiceEvent, ServiceHealth, WaitFor,
+};
 
 /// What went wrong, each in one short sentence; a refusal from the server ends with its
 /// status code, as in `no external service default/x (404)`.
@@ -27,6 +32,14 @@ pub enum ClientError {
         detail: String,
         errors: Vec<(String, String)>,
     },
+    #[error("{namespace}/{name} is not {} after {}{}", .condition.as_str(), seconds(*.waited), reasons(.unmet))]
+    TimedOut {
+        namespace: String,
+        name: String,
+        condition: WaitFor,
+        waited: Duration,
+        unmet: Vec<String>,
+    },
     #[error(
         "{namespace}/{name} is no longer at resourceVersion {resource_version} as the document says; get it again, or apply without --check-version to overwrite it (412)"
     )]
@@ -43,6 +56,14 @@ pub enum ClientError {
     },
 }
 
+fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs())
+}
+
+fn reasons(unmet: &[String]) -> String {
+    unmet.iter().map(|reason| format!("\n  {reason}")).collect()
+}
+
 fn fields(errors: &[(String, String)]) -> String {
     errors
         .iter()
@@ -50,12 +71,30 @@ fn fields(errors: &[(String, String)]) -> String {
         .collect()
 }
 
-/// What `apply` did to one document.
+/// What `apply` did (or, in a dry run, would do) to one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Created,
     Configured,
     Unchanged,
+}
+
+/// How `apply` writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Replace only the `metadata.resourceVersion` the document carries.
+    pub check_version: bool,
+    /// Validate and authorize only; write nothing.
+    pub dry_run: bool,
+    /// With `dry_run`: probe the addresses once, too.
+    pub probe: bool,
+}
+
+/// What a server-sent event stream yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    Event(ServiceEvent),
+    End,
 }
 
 pub struct Client {
@@ -98,6 +137,14 @@ impl Client {
         if let Some(version) = if_match {
             request = request.header(reqwest::header::IF_MATCH, format!("\"{version}\""));
         }
+        self.answer(request).await
+    }
+
+    /// Sends `request`; a refusal becomes [`ClientError::Problem`].
+    async fn answer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
         // The server's URL once, not the whole request URL twice.
         let response = request.send().await.map_err(|source| ClientError::Send {
             url: self.server.clone(),
@@ -109,6 +156,20 @@ impl Client {
         let status = response.status();
         // Anything but a problem document (say, a proxy's error page) leaves the status.
         let (detail, errors) = match response.json::<Problem>().await {
+            Ok(problem) if problem.problem_type.ends_with("/wait-timed-out") => {
+                let current = problem.current.as_deref();
+                return Err(ClientError::TimedOut {
+                    namespace: current
+                        .and_then(|c| c.metadata.namespace.clone())
+                        .unwrap_or_default(),
+                    name: current
+                        .and_then(|c| c.metadata.name.clone())
+                        .unwrap_or_default(),
+                    condition: WaitFor::Ready,
+                    waited: Duration::ZERO,
+                    unmet: problem.unmet,
+                });
+            }
             Ok(problem) => (
                 problem.detail,
                 problem
@@ -151,33 +212,40 @@ impl Client {
         .await
     }
 
-    /// Creates or replaces the document at `namespace/name`, telling what changed. With
-    /// `check_version`, a document that carries `metadata.resourceVersion` replaces only
-    /// that version (the server otherwise ignores it, so an exported document that is
-    /// applied again later still applies).
+    /// Creates or replaces the document at `namespace/name`, telling what changed (and,
+    /// with `probe`, what probing its addresses found). With `check_version`, a document
+    /// that carries `metadata.resourceVersion` replaces only that version (the server
+    /// otherwise ignores it, so an exported document that is applied again later still
+    /// applies).
     pub async fn apply(
         &self,
         namespace: &str,
         name: &str,
         document: &Value,
-        check_version: bool,
-    ) -> Result<Applied, ClientError> {
+        options: ApplyOptions,
+    ) -> Result<(Applied, Option<ServiceHealth>), ClientError> {
         let before = match self.get(namespace, name).await {
-            Ok(doc) => doc.metadata.resource_version,
+            Ok(doc) => Some(doc),
             Err(ClientError::Problem {
                 status: StatusCode::NOT_FOUND,
                 ..
             }) => None,
             Err(error) => return Err(error),
         };
-        let expected = check_version.then(|| resource_version(document)).flatten();
+        let expected = options
+            .check_version
+            .then(|| resource_version(document))
+            .flatten();
+        let mut url = self.item_url(namespace, name);
+        if options.dry_run {
+            url.push_str(if options.probe {
+                "?dryRun=true&probe=true"
+            } else {
+                "?dryRun=true"
+            });
+        }
         let response = self
-            .send(
-                Method::PUT,
-                self.item_url(namespace, name),
-                Some(document),
-                expected.as_deref(),
-            )
+            .send(Method::PUT, url, Some(document), expected.as_deref())
             .await
             .map_err(|error| match (error, expected) {
                 (
@@ -194,18 +262,171 @@ impl Client {
                 (error, _) => error,
             })?;
         let created = response.status() == StatusCode::CREATED;
-        let after: ExternalServiceDocument = Self::decode(response).await?;
-        Ok(match (created, before == after.metadata.resource_version) {
-            (true, _) => Applied::Created,
-            (false, true) => Applied::Unchanged,
-            (false, false) => Applied::Configured,
-        })
+        let (after, probe) = if options.dry_run && options.probe {
+            let result: crate::api::DryRunResult = Self::decode(response).await?;
+            (result.document, Some(result.probe))
+        } else {
+            (
+                Self::decode::<ExternalServiceDocument>(response).await?,
+                None,
+            )
+        };
+        let applied = match before {
+            _ if created => Applied::Created,
+            Some(before) if same(&before, &after) => Applied::Unchanged,
+            _ => Applied::Configured,
+        };
+        Ok((applied, probe))
     }
 
-    pub async fn delete(&self, namespace: &str, name: &str) -> Result<(), ClientError> {
-        self.send(Method::DELETE, self.item_url(namespace, name), None, None)
-            .await
-            .map(drop)
+    /// Waits until `namespace/name` meets `condition` or `timeout` passes, in long polls
+    /// of `poll` at most (under the idle timeouts of proxies on the way). `progress` hears
+    /// why it is not met yet after each poll.
+    pub async fn wait(
+        &self,
+        namespace: &str,
+        name: &str,
+        condition: WaitFor,
+        timeout: Duration,
+        poll: Duration,
+        mut progress: impl FnMut(&[String]),
+    ) -> Result<Option<ExternalServiceDocument>, ClientError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // Whole seconds, at least one: the server's unit.
+            let this_poll = left.min(poll).max(Duration::from_secs(1));
+            let url = reqwest::Url::parse_with_params(
+                &self.item_url(namespace, name),
+                [
+                    ("waitFor", condition.as_str().to_owned()),
+                    ("timeout", format!("{}s", this_poll.as_secs())),
+                ],
+            )
+            .map_err(|_| ClientError::BadUrl {
+                url: self.server.clone(),
+            })?;
+            match self.send(Method::GET, url.into(), None, None).await {
+                Ok(response) if response.status() == StatusCode::NO_CONTENT => return Ok(None),
+                Ok(response) => return Self::decode(response).await.map(Some),
+                Err(ClientError::Problem {
+                    status: StatusCode::NOT_FOUND,
+                    ..
+                }) if condition == WaitFor::Deleted => return Ok(None),
+                Err(ClientError::TimedOut { unmet, .. }) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ClientError::TimedOut {
+                            namespace: namespace.to_owned(),
+                            name: name.to_owned(),
+                            condition,
+                            waited: started.elapsed(),
+                            unmet,
+                        });
+                    }
+                    progress(&unmet);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// What the health checks last found on every address.
+    pub async fn health(&self, namespace: &str, name: &str) -> Result<ServiceHealth, ClientError> {
+        let url = format!("{}/health", self.item_url(namespace, name));
+        Self::decode(self.send(Method::GET, url, None, None).await?).await
+    }
+
+    /// The maintenance windows in force.
+    pub async fn maintenance(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<MaintenanceList, ClientError> {
+        let url = format!("{}/maintenance", self.item_url(namespace, name));
+        Self::decode(self.send(Method::GET, url, None, None).await?).await
+    }
+
+    /// Takes addresses out of rotation until a time.
+    pub async fn start_maintenance(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &MaintenanceRequest,
+    ) -> Result<MaintenanceList, ClientError> {
+        let url = format!("{}/maintenance", self.item_url(namespace, name));
+        let body = serde_json::to_value(request).unwrap_or_default();
+        Self::decode(self.send(Method::POST, url, Some(&body), None).await?).await
+    }
+
+    /// Ends the windows of `address` (all when `None`) now.
+    pub async fn end_maintenance(
+        &self,
+        namespace: &str,
+        name: &str,
+        address: Option<&str>,
+    ) -> Result<MaintenanceList, ClientError> {
+        let base = format!("{}/maintenance", self.item_url(namespace, name));
+        let url = reqwest::Url::parse_with_params(&base, address.map(|a| ("address", a)))
+            .map_err(|_| ClientError::BadUrl { url: base.clone() })?;
+        Self::decode(self.send(Method::DELETE, url.into(), None, None).await?).await
+    }
+
+    /// The events of `namespace/name`: with `follow`, from now on until the stream
+    /// breaks; without, every event the server still keeps, then [`StreamItem::End`].
+    /// Each is handed to `each` as it arrives.
+    pub async fn events(
+        &self,
+        namespace: &str,
+        name: &str,
+        follow: bool,
+        mut each: impl FnMut(StreamItem),
+    ) -> Result<(), ClientError> {
+        let base = format!("{}/events", self.item_url(namespace, name));
+        let params: &[(&str, &str)] = if follow {
+            &[]
+        } else {
+            &[("lastEventId", "0-0"), ("follow", "false")]
+        };
+        let url = reqwest::Url::parse_with_params(&base, params)
+            .map_err(|_| ClientError::BadUrl { url: base.clone() })?;
+        let mut response = self.send(Method::GET, url.into(), None, None).await?;
+        let mut buffer = String::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|source| ClientError::Send {
+                url: self.server.clone(),
+                source: source.without_url(),
+            })?;
+            let Some(chunk) = chunk else {
+                each(StreamItem::End);
+                return Ok(());
+            };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if let Ok(event) = serde_json::from_str::<ServiceEvent>(&data) {
+                    each(StreamItem::Event(event));
+                }
+            }
+        }
+    }
+
+    pub async fn delete(
+        &self,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<(), ClientError> {
+        let mut url = self.item_url(namespace, name);
+        if dry_run {
+            url.push_str("?dryRun=true");
+        }
+        self.send(Method::DELETE, url, None, None).await.map(drop)
     }
 
     /// Every registration, in one namespace or all, following continue tokens.
@@ -236,6 +457,22 @@ impl Client {
                 Some(next) => token = Some(next),
                 None => return Ok(items),
             }
+        }
+    }
+}
+
+/// Whether two versions of a document say the same (a dry run's has no resource version
+/// to compare).
+fn same(before: &ExternalServiceDocument, after: &ExternalServiceDocument) -> bool {
+    match (
+        &before.metadata.resource_version,
+        &after.metadata.resource_version,
+    ) {
+        (Some(a), Some(b)) => a == b,
+        _ => {
+            before.spec == after.spec
+                && before.metadata.labels == after.metadata.labels
+                && before.metadata.annotations == after.metadata.annotations
         }
     }
 }

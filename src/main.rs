@@ -43,7 +43,20 @@ async fn main() -> ExitCode {
         Command::Crd => extsvc::k8s::crd::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
-        Command::Client(command) => cli::run(command).await.map_err(anyhow::Error::from),
+        Command::Client(command) => {
+            return match cli::run(command).await {
+                Ok(()) => ExitCode::SUCCESS,
+                // Failures of each document were reported as they happened.
+                Err(error @ cli::CliError::Failures { .. }) => {
+                    eprintln!("error: {error}");
+                    error.exit_code()
+                }
+                Err(error) => {
+                    eprintln!("error: {}", telemetry::chain(&error));
+                    error.exit_code()
+                }
+            };
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -294,10 +294,30 @@ pub struct StreamParams {
     #[serde(rename = "lastEventId")]
     #[param(rename = "lastEventId")]
     last_event_id: Option<String>,
+    /// `false`: end the stream once it has sent what it replays (with `lastEventId=0-0`,
+    /// every event still kept) instead of staying open.
+    #[param(value_type = Option<bool>)]
+    follow: Option<String>,
+}
+
+impl StreamParams {
+    fn follow(&self) -> Result<bool, ApiError> {
+        match self.follow.as_deref() {
+            None | Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(_) => Err(ApiError::BadParameter {
+                parameter: "follow",
+                detail: "must be true or false".to_owned(),
+            }),
+        }
+    }
 }
 
 /// Where a stream resumes: `Last-Event-ID`, else `lastEventId`.
-fn resume_after(request: &HttpRequest, params: &StreamParams) -> Result<Option<Position>, ApiError> {
+fn resume_after(
+    request: &HttpRequest,
+    params: &StreamParams,
+) -> Result<Option<Position>, ApiError> {
     let header = request
         .headers()
         .get("last-event-id")
@@ -321,13 +341,21 @@ fn frame(event: &ServiceEvent) -> Bytes {
 }
 
 /// The stream of a subscription: events, and a comment now and then while it is quiet.
-fn stream(subscription: Subscription) -> HttpResponse {
+/// Without `follow`, it ends after what it replays.
+fn stream(subscription: Subscription, follow: bool) -> HttpResponse {
     let body = futures::stream::unfold(
         (subscription, true),
-        |(mut subscription, first)| async move {
+        move |(mut subscription, first)| async move {
             if first {
                 // Tells EventSource how soon to reconnect.
-                return Some((Ok(Bytes::from_static(b"retry: 2000\n\n")), (subscription, false)));
+                return Some((
+                    Ok(Bytes::from_static(b"retry: 2000\n\n")),
+                    (subscription, false),
+                ));
+            }
+            if !follow {
+                let event = subscription.backlog.pop_front()?;
+                return Some((Ok(frame(&event.event)), (subscription, false)));
             }
             let next = tokio::time::timeout(KEEPALIVE, subscription.next()).await;
             let chunk = match next {
@@ -382,6 +410,7 @@ pub async fn service_events(
     feed: web::Data<Feed>,
 ) -> Result<HttpResponse, ApiError> {
     path.readable()?;
+    let follow = params.follow()?;
     let after = resume_after(&request, &params)?;
     // A stream of a name that was deleted a moment ago still replays its last events.
     if after.is_none()
@@ -400,7 +429,7 @@ pub async fn service_events(
         namespace: path.namespace.clone(),
         name: Some(path.name.clone()),
     };
-    Ok(stream(feed.subscribe(scope, after).await?))
+    Ok(stream(feed.subscribe(scope, after).await?, follow))
 }
 
 /// Events of every external service in a namespace
@@ -430,10 +459,11 @@ pub async fn namespace_events(
     path.caller
         .may_list(&path.namespace)
         .map_err(|refusal| ApiError::refused(refusal, &path.namespace, ""))?;
+    let follow = params.follow()?;
     let after = resume_after(&request, &params)?;
     let scope = Scope {
         namespace: path.namespace,
         name: None,
     };
-    Ok(stream(feed.subscribe(scope, after).await?))
+    Ok(stream(feed.subscribe(scope, after).await?, follow))
 }

@@ -95,7 +95,11 @@ pub async fn get_health(
 
 /// Shows on each address the maintenance window it is in: its own, or that of the DNS
 /// name it was resolved from (as the status says).
-fn mark_maintenance(health: &mut ServiceHealth, service: &StoredService, windows: Vec<StoredWindow>) {
+fn mark_maintenance(
+    health: &mut ServiceHealth,
+    service: &StoredService,
+    windows: Vec<StoredWindow>,
+) {
     if windows.is_empty() {
         return;
     }

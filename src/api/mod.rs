@@ -17,11 +17,10 @@ mod teams;
 pub use audit::{REQUEST_ID, middleware as audit_middleware, prune as prune_audit};
 pub use body::MAX_BODY_BYTES;
 pub use events::Feed;
-pub use services::parse_duration;
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};
 pub use rate_limit::RateLimiter;
-pub use services::Served;
+pub use services::{DryRunResult, Served, parse_duration};
 pub use system::{Liveness, MetricsAccess, Readiness};
 pub use teams::Reserved;
 

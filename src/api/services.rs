@@ -144,7 +144,8 @@ impl WriteParams {
             (_, true) => Err(ApiError::BadParameter {
                 parameter: "probe",
                 detail: if probes {
-                    "probe=true needs dryRun=true: a real write is probed by the probe engine".to_owned()
+                    "probe=true needs dryRun=true: a real write is probed by the probe engine"
+                        .to_owned()
                 } else {
                     "a delete has nothing to probe".to_owned()
                 },
@@ -306,7 +307,14 @@ pub async fn register_service(
     let mut response = HttpResponse::Created();
     response.insert_header((header::LOCATION, path_of(&created.namespace, &created.name)));
     let generations = Generations::created(created.generation);
-    answer(response, created, generations, (mode, &registration), &dialer).await
+    answer(
+        response,
+        created,
+        generations,
+        (mode, &registration),
+        &dialer,
+    )
+    .await
 }
 
 /// Read an external service
@@ -393,7 +401,8 @@ impl WaitParams {
                 .filter(|t| *t <= MAX_WAIT)
                 .ok_or_else(|| ApiError::BadParameter {
                     parameter: "timeout",
-                    detail: "must be a duration of at most 5 minutes, like 30, 90s or 2m".to_owned(),
+                    detail: "must be a duration of at most 5 minutes, like 30, 90s or 2m"
+                        .to_owned(),
                 })?,
         };
         let min_ready = match &self.min_ready {
@@ -429,7 +438,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         let digits = rest.find(|c: char| !c.is_ascii_digit())?;
         let (number, tail) = rest.split_at(digits);
         let number: u64 = number.parse().ok()?;
-        let unit_end = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_end);
         total += match unit {
             "ms" => Duration::from_millis(number),
@@ -467,7 +478,13 @@ async fn wait_for(
             .map_err(ApiError::Store)?;
         let current = match (current, wait.condition) {
             (None, WaitFor::Deleted) => return Ok(HttpResponse::NoContent().finish()),
-            (None, _) => return Err(ApiError::from_store(crate::store::StoreError::NotFound, namespace, name)),
+            (None, _) => {
+                return Err(ApiError::from_store(
+                    crate::store::StoreError::NotFound,
+                    namespace,
+                    name,
+                ));
+            }
             (Some(service), condition) => {
                 let document = service.clone().into_document();
                 let reasons = unmet(&document, condition, wait.min_ready);
@@ -544,7 +561,11 @@ pub async fn replace_service(
     let received = read_document(&request, payload).await?;
     let registration = admissible(&received, namespace, Some(name), &policies, &store).await?;
     let stored = store
-        .put_service(&registration, precondition.as_ref(), WriteParams::commit(mode))
+        .put_service(
+            &registration,
+            precondition.as_ref(),
+            WriteParams::commit(mode),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, namespace, name))?;
     let generations = Generations {
@@ -559,7 +580,14 @@ pub async fn replace_service(
         }
         WriteOutcome::Replaced | WriteOutcome::Unchanged => HttpResponse::Ok(),
     };
-    answer(response, stored.service, generations, (mode, &registration), &dialer).await
+    answer(
+        response,
+        stored.service,
+        generations,
+        (mode, &registration),
+        &dialer,
+    )
+    .await
 }
 
 /// Delete an external service
@@ -594,7 +622,12 @@ pub async fn delete_service(
     served.check(namespace)?;
     let precondition = precondition(&request)?;
     let deleted = store
-        .delete_service(namespace, name, precondition.as_ref(), WriteParams::commit(mode))
+        .delete_service(
+            namespace,
+            name,
+            precondition.as_ref(),
+            WriteParams::commit(mode),
+        )
         .await
         .map_err(|e| ApiError::from_store(e, namespace, name))?;
     let generations = Generations {

@@ -46,9 +46,9 @@ impl Maintenance {
         for address in addresses {
             let ip = address.ip.to_string();
             let name = address.resolved_from.as_ref().map(ToString::to_string);
-            let covering = windows.iter().find(|w| {
-                w.until > now && (w.address == ip || Some(&w.address) == name.as_ref())
-            });
+            let covering = windows
+                .iter()
+                .find(|w| w.until > now && (w.address == ip || Some(&w.address) == name.as_ref()));
             if let Some(window) = covering {
                 address.ready = false;
                 address.note = Some(format!(
@@ -74,14 +74,20 @@ impl Maintenance {
     fn replace(&self, rows: Vec<StoredWindow>) -> Vec<ServiceKey> {
         let mut fresh: HashMap<ServiceKey, Vec<Window>> = HashMap::new();
         for row in rows {
-            let (Ok(namespace), Ok(name)) = (DnsLabel::parse(&row.namespace), ServiceName::parse(&row.name)) else {
+            let (Ok(namespace), Ok(name)) = (
+                DnsLabel::parse(&row.namespace),
+                ServiceName::parse(&row.name),
+            ) else {
                 continue;
             };
-            fresh.entry(ServiceKey { namespace, name }).or_default().push(Window {
-                address: row.address,
-                reason: row.reason,
-                until: row.until,
-            });
+            fresh
+                .entry(ServiceKey { namespace, name })
+                .or_default()
+                .push(Window {
+                    address: row.address,
+                    reason: row.reason,
+                    until: row.until,
+                });
         }
         let mut windows = lock(&self.windows);
         let mut changed: Vec<ServiceKey> = fresh
@@ -89,7 +95,12 @@ impl Maintenance {
             .filter(|(key, new)| windows.get(*key) != Some(*new))
             .map(|(key, _)| key.clone())
             .collect();
-        changed.extend(windows.keys().filter(|key| !fresh.contains_key(*key)).cloned());
+        changed.extend(
+            windows
+                .keys()
+                .filter(|key| !fresh.contains_key(*key))
+                .cloned(),
+        );
         *windows = fresh;
         changed
     }
@@ -180,7 +191,8 @@ mod tests {
         let now = Utc::now();
         let until = now + chrono::Duration::minutes(10);
         let maintenance = Maintenance::default();
-        let changed = maintenance.replace(vec![row("192.0.2.1", until), row("db.example.com", until)]);
+        let changed =
+            maintenance.replace(vec![row("192.0.2.1", until), row("db.example.com", until)]);
         assert_eq!(changed, [key()]);
         let mut addresses = [
             address("192.0.2.1", None),
@@ -190,7 +202,13 @@ mod tests {
         maintenance.apply(&key(), &mut addresses, now);
         let ready: Vec<bool> = addresses.iter().map(|a| a.ready).collect();
         assert_eq!(ready, [false, true, false]);
-        assert!(addresses[0].note.as_deref().unwrap().ends_with(": kernel upgrade"));
+        assert!(
+            addresses[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .ends_with(": kernel upgrade")
+        );
         assert_eq!(
             maintenance.next_end(&key(), now),
             Some(Duration::from_secs(600))
@@ -207,7 +225,11 @@ mod tests {
         let until = Utc::now() + chrono::Duration::minutes(10);
         let maintenance = Maintenance::default();
         maintenance.replace(vec![row("192.0.2.1", until)]);
-        assert!(maintenance.replace(vec![row("192.0.2.1", until)]).is_empty());
+        assert!(
+            maintenance
+                .replace(vec![row("192.0.2.1", until)])
+                .is_empty()
+        );
         assert_eq!(maintenance.replace(Vec::new()), [key()]);
     }
 }

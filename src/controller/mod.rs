@@ -244,8 +244,7 @@ pub async fn run(
         futures::stream::unfold(receiver, |mut receiver| async move {
             let key = receiver.recv().await?;
             Some((
-                ObjectRef::<ExternalService>::new(key.name.as_ref())
-                    .within(key.namespace.as_ref()),
+                ObjectRef::<ExternalService>::new(key.name.as_ref()).within(key.namespace.as_ref()),
                 receiver,
             ))
         })

@@ -54,6 +54,8 @@ struct Shared {
     /// every few seconds.
     refreshed: Mutex<HashSet<ServiceKey>>,
     transitions: Mutex<Vec<(ServiceKey, HealthTransition)>>,
+    /// Signalled at each transition, so that the publisher writes it at once.
+    transitioned: tokio::sync::Notify,
     wake: mpsc::UnboundedSender<ServiceKey>,
     metrics: Metrics,
     next_id: std::sync::atomic::AtomicU64,
@@ -115,6 +117,7 @@ impl Engine {
             dirty: Mutex::default(),
             refreshed: Mutex::default(),
             transitions: Mutex::default(),
+            transitioned: tokio::sync::Notify::new(),
             wake,
             metrics,
             next_id: std::sync::atomic::AtomicU64::new(1),
@@ -319,6 +322,11 @@ impl Engine {
     /// Transitions since the last call, oldest first.
     pub fn take_transitions(&self) -> Vec<(ServiceKey, HealthTransition)> {
         std::mem::take(&mut *lock(&self.shared.transitions))
+    }
+
+    /// Resolves at the next transition (at once if one happened since the last call).
+    pub async fn transitioned(&self) {
+        self.shared.transitioned.notified().await;
     }
 }
 
@@ -579,6 +587,7 @@ impl Scheduler {
                     time: timestamp(at),
                 },
             ));
+            self.shared.transitioned.notify_one();
         }
         service.updated_at = Some(SystemTime::now());
         if substantial {

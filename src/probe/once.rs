@@ -153,7 +153,12 @@ fn unprobed(address: &str, why: String) -> AddressHealth {
 
 async fn lookup(name: &str) -> Result<Vec<IpAddr>, String> {
     let absolute = format!("{name}.");
-    match tokio::time::timeout(LOOKUP_TIMEOUT, tokio::net::lookup_host((absolute.as_str(), 0))).await {
+    match tokio::time::timeout(
+        LOOKUP_TIMEOUT,
+        tokio::net::lookup_host((absolute.as_str(), 0)),
+    )
+    .await
+    {
         Ok(Ok(found)) => {
             let mut ips: Vec<IpAddr> = found.map(|socket| socket.ip()).collect();
             ips.sort();

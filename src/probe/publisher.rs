@@ -10,27 +10,37 @@ use crate::store::Store;
 
 use super::Engine;
 
-/// How stale a state or an error in the health API may be.
+/// How stale an error in the health API may be (a readiness change is published at once).
 const INTERVAL: Duration = Duration::from_secs(2);
+/// Transitions that come together are published together.
+const SETTLE: Duration = Duration::from_millis(50);
 /// How stale probe times, latencies and counters may be, in intervals.
 const REFRESH_EVERY: u32 = 15;
 /// Transitions held back while the database is unreachable, at most.
 const MAX_PENDING: usize = 100_000;
 
-/// Writes reports whose state or error changed and new transitions every couple of
+/// Writes readiness changes at once, reports whose error changed every couple of
 /// seconds, reports only probed again every half minute, and all of them once more when
 /// `shutdown` is cancelled.
 pub async fn publish(engine: Engine, store: Store, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(INTERVAL);
     let mut pending: Vec<(ServiceKey, HealthTransition)> = Vec::new();
-    for round in 1u32.. {
-        let last = tokio::select! {
-            () = shutdown.cancelled() => true,
-            _ = tick.tick() => false,
+    let mut ticks = 0u32;
+    loop {
+        let (last, refresh) = tokio::select! {
+            () = shutdown.cancelled() => (true, true),
+            _ = tick.tick() => {
+                ticks = ticks.wrapping_add(1);
+                (false, ticks % REFRESH_EVERY == 0)
+            }
+            () = engine.transitioned() => {
+                tokio::time::sleep(SETTLE).await;
+                (false, false)
+            }
         };
         // A report that fails to be written is written again with the next probe's
         // change; transitions happen once, so they wait here until they are stored.
-        let all = last || round % REFRESH_EVERY == 0;
+        let all = refresh;
         if let Err(error) = store.record_health(&engine.take_changed_reports(all)).await {
             tracing::warn!(error = %crate::telemetry::chain(&error), "could not publish health");
         }

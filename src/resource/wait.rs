@@ -109,17 +109,16 @@ mod tests {
     }
 
     fn reconciled(observed: i64, ready: i32, total: i32) -> serde_json::Value {
+        // The cluster's status is flattened into the document's.
         json!({
             "origin": "api", "mirroredGeneration": 2,
-            "cluster": {
-                "observedGeneration": observed,
-                "conditions": [{"type": "Reconciled", "status": "True", "reason": "ChildrenApplied", "lastTransitionTime": "2026-12-01T00:00:00Z"}],
-                "readyAddresses": ready, "totalAddresses": total,
-                "addresses": [
-                    {"address": "192.0.2.1", "ready": true},
-                    {"address": "192.0.2.2", "ready": false, "message": "maintenance: kernel upgrade"}
-                ]
-            }
+            "observedGeneration": observed,
+            "conditions": [{"type": "Reconciled", "status": "True", "reason": "ChildrenApplied", "lastTransitionTime": "2026-12-01T00:00:00Z"}],
+            "readyAddresses": ready, "totalAddresses": total,
+            "addresses": [
+                {"address": "192.0.2.1", "ready": true},
+                {"address": "192.0.2.2", "ready": false, "message": "maintenance: kernel upgrade"}
+            ]
         })
     }
 
@@ -130,7 +129,7 @@ mod tests {
             unmet(&not_mirrored, WaitFor::Synced, None),
             [
                 "generation 2 is not in the cluster yet",
-                "the controller has not reported on it yet"
+                "the controller has not reconciled generation 2 yet"
             ]
         );
         let old = document(reconciled(1, 2, 2));
@@ -158,7 +157,7 @@ mod tests {
     #[test]
     fn a_failed_reconcile_says_why() {
         let mut status = reconciled(2, 0, 0);
-        status["cluster"]["conditions"][0] = json!({"type": "Reconciled", "status": "False", "reason": "NameConflict", "message": "Service ns/db is not ours", "lastTransitionTime": "2026-12-01T00:00:00Z"});
+        status["conditions"][0] = json!({"type": "Reconciled", "status": "False", "reason": "NameConflict", "message": "Service ns/db is not ours", "lastTransitionTime": "2026-12-01T00:00:00Z"});
         assert_eq!(
             unmet(&document(status), WaitFor::Synced, None),
             ["not reconciled: NameConflict: Service ns/db is not ours"]

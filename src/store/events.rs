@@ -139,7 +139,11 @@ impl Store {
 
     /// Up to `limit` events after `after`, of every registration, in order; only those
     /// no running transaction can still precede.
-    pub async fn events_after(&self, after: Position, limit: i64) -> Result<EventBatch, StoreError> {
+    pub async fn events_after(
+        &self,
+        after: Position,
+        limit: i64,
+    ) -> Result<EventBatch, StoreError> {
         let rows = sqlx::query_as!(
             EventRow,
             r#"SELECT id, txid, at, namespace, name, type AS type_, generation, detail,
@@ -297,7 +301,10 @@ mod tests {
 
     #[test]
     fn a_position_reads_back_what_it_writes() {
-        let position = Position { txid: 7514, id: 210 };
+        let position = Position {
+            txid: 7514,
+            id: 210,
+        };
         assert_eq!(position.to_string().parse(), Ok(position));
         assert_eq!("x-1".parse::<Position>(), Err(()));
         assert_eq!("12".parse::<Position>(), Err(()));

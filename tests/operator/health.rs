@@ -18,14 +18,15 @@ use crate::helpers::{
 };
 use crate::netns::TestHosts;
 
-/// One namespace of test hosts for the whole binary; each test takes its own addresses.
-fn hosts() -> &'static TestHosts {
+/// One namespace of test hosts for the whole binary (a process may make one); each test
+/// takes its own addresses.
+pub fn hosts() -> &'static TestHosts {
     static HOSTS: OnceLock<TestHosts> = OnceLock::new();
-    HOSTS.get_or_init(|| TestHosts::create(12))
+    HOSTS.get_or_init(|| TestHosts::create(13))
 }
 
 /// The next unused test host address.
-fn take_ip() -> std::net::IpAddr {
+pub fn take_ip() -> std::net::IpAddr {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     hosts().ips[index]
