@@ -31,7 +31,7 @@ pub async fn publish(engine: Engine, store: Store, shutdown: CancellationToken) 
             () = shutdown.cancelled() => (true, true),
             _ = tick.tick() => {
                 ticks = ticks.wrapping_add(1);
-                (false, ticks % REFRESH_EVERY == 0)
+                (false, ticks.is_multiple_of(REFRESH_EVERY))
             }
             () = engine.transitioned() => {
                 tokio::time::sleep(SETTLE).await;

@@ -180,9 +180,17 @@ async fn the_health_api_and_the_resource_status_agree() {
     op.put("pay", &registration).await;
     wait_for(&op, "pay", &[(&up, true), (&down, false)]).await;
 
+    // Each transition is published as it happens: wait for the one of the failing
+    // address too, not only for the counts.
     let (status, health) = eventually(30, "published health", || async {
         let (status, health) = op.health("pay").await;
-        (health["readyAddresses"] == 1 && health["totalAddresses"] == 3).then_some((status, health))
+        let probed = health["addresses"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["checks"].as_array().into_iter().flatten())
+            .all(|c| c["lastResult"].is_string());
+        (health["readyAddresses"] == 1 && health["totalAddresses"] == 3 && probed)
+            .then_some((status, health))
     })
     .await;
     assert_eq!(status, StatusCode::OK);
