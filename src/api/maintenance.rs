@@ -140,7 +140,7 @@ pub struct EndParams {
     ),
     responses(
         (status = 200, description = "The windows still in force", body = MaintenanceList),
-        (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such service, or no window on `address`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn end_maintenance(
@@ -150,10 +150,21 @@ pub async fn end_maintenance(
 ) -> Result<HttpResponse, ApiError> {
     registered(&store, &path).await?;
     path.writable()?;
-    store
-        .end_maintenance(&path.namespace, &path.name, params.address.as_deref())
+    // Written as the window was made: an IP in its canonical form, a name in lower case.
+    let address = params
+        .address
+        .as_deref()
+        .map(|a| canonical(a).unwrap_or_default());
+    let ended = store
+        .end_maintenance(&path.namespace, &path.name, address.as_deref())
         .await
         .map_err(ApiError::Store)?;
+    if let (Some(address), 0) = (&address, ended) {
+        return Err(ApiError::NoSuch(format!(
+            "maintenance window on {address} of {}/{}",
+            path.namespace, path.name
+        )));
+    }
     windows(&store, &path).await
 }
 

@@ -55,9 +55,97 @@ use super::{audit, events, health, maintenance, services, system, teams};
         (name = "audit", description = "Who changed what, and who was refused"),
         (name = "system", description = "Probes of the server itself"),
     ),
-    modifiers(&ParameterRules, &Security),
+    modifiers(&ParameterRules, &Security, &Examples),
 )]
 pub struct ApiDoc;
+
+/// An example of every request body and every answer, as Swagger UI shows them and fills
+/// "Try it out" with: from `openapi/examples.json`, keyed by schema name (`request:` for
+/// a request body's, `text:` and the path for a plain-text answer). A test checks that
+/// each decodes into its type, and that every operation has them.
+struct Examples;
+
+const EXAMPLES: &str = include_str!("../../openapi/examples.json");
+
+impl Modify for Examples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Ok(examples) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(EXAMPLES)
+        else {
+            return;
+        };
+        if let Some(components) = openapi.components.as_mut() {
+            for (name, schema) in components.schemas.iter_mut() {
+                if let (Some(example), RefOr::T(Schema::Object(object))) =
+                    (examples.get(name), schema)
+                {
+                    object.examples = vec![example.clone()];
+                }
+            }
+        }
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let bodies = operation.request_body.iter_mut().filter_map(|b| match b {
+                    RefOr::T(body) => Some(body),
+                    RefOr::Ref(_) => None,
+                });
+                for content in bodies
+                    .flat_map(|b| b.content.values_mut())
+                    .filter_map(content_of)
+                {
+                    if let Some(example) =
+                        schema_name(content).and_then(|n| examples.get(&format!("request:{n}")))
+                    {
+                        content.example = Some(example.clone());
+                    }
+                }
+                let answers = operation
+                    .responses
+                    .responses
+                    .values_mut()
+                    .filter_map(|r| match r {
+                        RefOr::T(response) => Some(response),
+                        RefOr::Ref(_) => None,
+                    });
+                for response in answers {
+                    for (media_type, content) in response.content.iter_mut() {
+                        let Some(content) = content_of(content) else {
+                            continue;
+                        };
+                        if media_type.starts_with("text/plain")
+                            || media_type.starts_with("application/openmetrics-text")
+                        {
+                            content.example = examples.get(&format!("text:{path}")).cloned();
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn content_of(
+    content: &mut RefOr<utoipa::openapi::Content>,
+) -> Option<&mut utoipa::openapi::Content> {
+    match content {
+        RefOr::T(content) => Some(content),
+        RefOr::Ref(_) => None,
+    }
+}
+
+/// The component a content's schema refers to.
+fn schema_name(content: &utoipa::openapi::Content) -> Option<String> {
+    match content.schema.as_ref()? {
+        RefOr::Ref(reference) => reference.ref_location.rsplit('/').next().map(str::to_owned),
+        RefOr::T(_) => None,
+    }
+}
 
 /// The rules the server checks on the parameters every operation shares, written into
 /// each of them, so that a client generated from the document never sends what the server

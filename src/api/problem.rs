@@ -51,6 +51,15 @@ pub struct ProblemField {
     pub detail: String,
 }
 
+/// A wait's timeout as people write it: `2 s`, `1.5 s`, `300 ms`.
+fn waited(timeout: std::time::Duration) -> String {
+    match timeout.subsec_millis() {
+        0 => format!("{} s", timeout.as_secs()),
+        _ if timeout.as_secs() == 0 => format!("{} ms", timeout.as_millis()),
+        _ => format!("{:.1} s", timeout.as_secs_f64()),
+    }
+}
+
 /// Everything that can go wrong in a request, each mapped to one status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -107,12 +116,12 @@ pub enum ApiError {
         "external service {namespace}/{name} was made in the cluster; change it there, e.g. with kubectl"
     )]
     ReadOnly { namespace: String, name: String },
-    #[error("{namespace}/{name} is not {condition} after {seconds} s")]
+    #[error("{namespace}/{name} is not {condition} after {}", waited(*.timeout))]
     WaitTimedOut {
         namespace: String,
         name: String,
         condition: &'static str,
-        seconds: u64,
+        timeout: std::time::Duration,
         unmet: Vec<String>,
         current: Box<ExternalServiceDocument>,
     },
@@ -289,7 +298,7 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         match self {
-            Self::Store(_) => {
+            Self::Store(_) | Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("5")));
             }
             Self::MethodNotAllowed { allow } => {

@@ -504,7 +504,7 @@ async fn wait_for(
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 condition: wait.condition.as_str(),
-                seconds: wait.timeout.as_secs(),
+                timeout: wait.timeout,
                 unmet: reasons,
                 current: Box::new(document),
             });

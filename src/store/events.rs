@@ -125,7 +125,7 @@ impl Store {
     pub async fn last_event_position(&self) -> Result<Position, StoreError> {
         let row = sqlx::query!(
             r#"SELECT txid, id FROM service_events
-               WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               WHERE txid < (SELECT event_horizon())
                ORDER BY txid DESC, id DESC LIMIT 1"#
         )
         .fetch_optional(&self.pool)
@@ -138,7 +138,7 @@ impl Store {
     }
 
     /// Up to `limit` events after `after`, of every registration, in order; only those
-    /// no running transaction can still precede.
+    /// no transaction running in this database can still precede.
     pub async fn events_after(
         &self,
         after: Position,
@@ -147,7 +147,7 @@ impl Store {
         let rows = sqlx::query_as!(
             EventRow,
             r#"SELECT id, txid, at, namespace, name, type AS type_, generation, detail,
-                      txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS "settled!"
+                      txid < (SELECT event_horizon()) AS "settled!"
                FROM service_events WHERE (txid, id) > ($1, $2)
                ORDER BY txid, id LIMIT $3"#,
             after.txid,

@@ -3,6 +3,8 @@
 
 #[path = "../support/oidc.rs"]
 mod issuer;
+#[path = "../support/netns.rs"]
+mod netns;
 #[path = "../support/postgres.rs"]
 mod postgres;
 #[path = "../support/prometheus.rs"]
@@ -22,6 +24,7 @@ mod logs;
 mod namespaces;
 mod oidc;
 mod openapi;
+mod pipelines;
 mod policies;
 mod swagger;
 mod system;

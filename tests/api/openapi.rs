@@ -66,8 +66,18 @@ async fn swagger_ui_renders_every_operation_in_headless_chromium() {
         assert!(dom.contains(operation), "Swagger UI shows no {operation}");
     }
     let rendered = dom.matches("opblock-summary-method").count();
+    let document: Value = serde_json::from_str(
+        &extsvc::api::ApiDoc::to_pretty_json().expect("the document"),
+    )
+    .expect("JSON");
+    let operations: usize = document["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|item| item.as_object().map_or(0, |methods| methods.len()))
+        .sum();
     assert_eq!(
-        rendered, 21,
+        rendered, operations,
         "every operation is rendered: {rendered} found"
     );
     // The document's bearer scheme gives the page its Authorize button.
@@ -130,4 +140,96 @@ async fn the_documents_bounds_are_the_servers() {
     assert_eq!(spec["endpoints"]["minItems"], 1);
     assert_eq!(spec["endpoints"]["maxItems"], 1000);
     assert_eq!(schemas["Endpoint"]["properties"]["ports"]["minItems"], 1);
+}
+
+/// The component a content's schema names, if it names one.
+fn component(content: &Value) -> Option<&str> {
+    content["schema"]["$ref"].as_str()?.rsplit('/').next()
+}
+
+#[test]
+fn every_operation_shows_an_example_request_and_answer() {
+    let document: Value =
+        serde_json::from_str(&extsvc::api::ApiDoc::to_pretty_json().expect("the document"))
+            .expect("JSON");
+    let schemas = &document["components"]["schemas"];
+    let has_example = |content: &Value| {
+        content.get("example").is_some()
+            || component(content).is_some_and(|name| schemas[name].get("examples").is_some())
+    };
+    let mut missing = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("operations") {
+            let bodies = operation["requestBody"]["content"].as_object();
+            for (media_type, content) in bodies.into_iter().flatten() {
+                if !has_example(content) {
+                    missing.push(format!("{method} {path} request {media_type}"));
+                }
+            }
+            for (status, response) in operation["responses"].as_object().expect("responses") {
+                if !status.starts_with('2') {
+                    continue;
+                }
+                for (media_type, content) in response["content"].as_object().into_iter().flatten() {
+                    if !has_example(content) {
+                        missing.push(format!("{method} {path} {status} {media_type}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no example: {missing:#?}");
+}
+
+#[tokio::test]
+async fn the_examples_are_what_the_api_takes_and_gives() {
+    use extsvc::resource::{
+        ExternalServiceDocument, ExternalServiceList, HealthHistory, HealthList, MaintenanceList,
+        MaintenanceRequest, ServiceEvent, ServiceHealth,
+    };
+    let examples: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/openapi/examples.json"
+        ))
+        .expect("openapi/examples.json"),
+    )
+    .expect("JSON");
+    fn decodes<T: serde::de::DeserializeOwned>(examples: &Value, name: &str) {
+        if let Err(error) = serde_json::from_value::<T>(examples[name].clone()) {
+            panic!("the example of {name} does not decode: {error}");
+        }
+    }
+    decodes::<ExternalServiceDocument>(&examples, "ExternalServiceDocument");
+    decodes::<ExternalServiceList>(&examples, "ExternalServiceList");
+    decodes::<ServiceHealth>(&examples, "ServiceHealth");
+    decodes::<HealthList>(&examples, "HealthList");
+    decodes::<HealthHistory>(&examples, "HealthHistory");
+    decodes::<ServiceEvent>(&examples, "ServiceEvent");
+    decodes::<MaintenanceList>(&examples, "MaintenanceList");
+    decodes::<MaintenanceRequest>(&examples, "request:MaintenanceRequest");
+    decodes::<extsvc::api::DryRunResult>(&examples, "DryRunResult");
+
+    // The request examples are accepted as they stand.
+    let app = spawn_app().await;
+    let team = app
+        .client
+        .put(format!("{}/api/v1/teams/payments", app.address))
+        .json(&examples["request:TeamDocument"])
+        .send()
+        .await
+        .expect("PUT answers");
+    assert_eq!(team.status(), StatusCode::CREATED);
+    let token = app
+        .client
+        .post(format!("{}/api/v1/teams/payments/tokens", app.address))
+        .json(&examples["request:TokenRequest"])
+        .send()
+        .await
+        .expect("POST answers");
+    assert_eq!(token.status(), StatusCode::CREATED);
+    let registered = app
+        .post("payments", &examples["request:ExternalServiceDocument"])
+        .await;
+    assert_eq!(registered.status(), StatusCode::CREATED);
 }

@@ -147,8 +147,9 @@ impl Browser {
     }
 }
 
-/// Clicks through Swagger UI as a person would: Authorize with the token, then PUT a
-/// document with "Try it out" and "Execute". Returns the status Swagger UI shows.
+/// Clicks through Swagger UI as a person would: Authorize with the token, then register
+/// the example document Swagger UI fills in, with "Try it out" and "Execute". Returns the
+/// status Swagger UI shows.
 /// Every step waits for its element (a condition), never for a fixed time.
 const REGISTER_THROUGH_THE_PAGE: &str = r##"
 (async () => {
@@ -176,12 +177,12 @@ const REGISTER_THROUGH_THE_PAGE: &str = r##"
   type(await until(() => document.querySelector(".modal-ux input"), "the token field"), TOKEN);
   (await until(() => document.querySelector(".modal-ux .auth-btn-wrapper button.authorize"), "Authorize in the dialog")).click();
   (await until(() => document.querySelector(".modal-ux button.btn-done"), "Close")).click();
-  const operation = "#operations-external-services-replace_service";
+  const operation = "#operations-external-services-register_service";
   (await until(() => document.querySelector(operation + " .opblock-summary-control"), "the PUT operation")).click();
   (await until(() => document.querySelector(operation + " button.try-out__btn"), "Try it out")).click();
   type(await until(() => document.querySelector(operation + ' input[placeholder="namespace"]'), "namespace"), "default");
-  type(await until(() => document.querySelector(operation + ' input[placeholder="name"]'), "name"), "from-swagger");
-  type(await until(() => document.querySelector(operation + " textarea.body-param__text"), "the body"), BODY);
+  // The body stays as Swagger UI filled it in: the operation's example.
+  await until(() => document.querySelector(operation + " textarea.body-param__text"), "the example body");
   (await until(() => document.querySelector(operation + " button.execute"), "Execute")).click();
   const status = await until(() => {
     const cell = document.querySelector(operation + " .live-responses-table tbody .response-col_status");
@@ -195,21 +196,13 @@ const REGISTER_THROUGH_THE_PAGE: &str = r##"
 async fn swagger_ui_registers_a_service_with_the_token_given_to_authorize() {
     let app = spawn_app().await;
     let mut browser = Browser::open(&format!("{}/swagger-ui/", app.address)).await;
-    let body = json!({
-        "metadata": {"name": "from-swagger"},
-        "spec": {"ports": [{"name": "tcp", "port": 5432}], "endpoints": [{"address": "192.0.2.7"}]}
-    });
     let script = REGISTER_THROUGH_THE_PAGE
-        .replace("TOKEN", &serde_json::to_string(ADMIN_TOKEN).expect("JSON"))
-        .replace(
-            "BODY",
-            &serde_json::to_string(&body.to_string()).expect("JSON"),
-        );
+        .replace("TOKEN", &serde_json::to_string(ADMIN_TOKEN).expect("JSON"));
     browser.wait_for_swagger_ui().await;
     let status = browser.evaluate(&script).await;
     assert_eq!(status, "201", "Swagger UI shows the answer's status");
 
-    let stored = app.get(&app.item("default", "from-swagger")).await;
+    let stored = app.get(&app.item("default", "billing-db")).await;
     assert_eq!(stored.status(), StatusCode::OK);
     let audit: Value = app
         .get(&format!("{}/api/v1/audit?limit=1", app.address))
@@ -218,5 +211,6 @@ async fn swagger_ui_registers_a_service_with_the_token_given_to_authorize() {
         .await
         .expect("JSON");
     assert_eq!(audit["items"][0]["actor"], "platform-admin", "{audit}");
-    assert_eq!(audit["items"][0]["name"], "from-swagger");
+    assert_eq!(audit["items"][0]["method"], "POST");
+    assert_eq!(audit["items"][0]["namespace"], "default");
 }
