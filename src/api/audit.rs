@@ -18,9 +18,9 @@ use crate::domain::DnsLabel;
 use crate::store::{AuditQuery, AuditRecord, NewAuditRecord, Store};
 
 use super::caller::Authenticated;
+use super::dry_run::DryRun;
 use super::paging::limit;
 use super::rate_limit::Allowance;
-use super::services::DryRun;
 use super::{ApiError, Problem};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -3,6 +3,7 @@
 mod audit;
 mod body;
 mod caller;
+mod dry_run;
 mod events;
 mod health;
 mod maintenance;
@@ -13,16 +14,19 @@ mod rate_limit;
 mod services;
 mod system;
 mod teams;
+mod wait;
 
 pub use audit::{REQUEST_ID, middleware as audit_middleware, prune as prune_audit};
 pub use body::MAX_BODY_BYTES;
+pub use dry_run::DryRunResult;
 pub use events::Feed;
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};
 pub use rate_limit::RateLimiter;
-pub use services::{DryRunResult, Served, parse_duration};
+pub use services::Served;
 pub use system::{Liveness, MetricsAccess, Readiness};
 pub use teams::Reserved;
+pub use wait::parse_duration;
 
 use actix_web::{HttpResponse, web};
 use utoipa::OpenApi;

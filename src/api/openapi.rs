@@ -55,6 +55,8 @@ use super::{audit, events, health, maintenance, services, system, teams};
         (name = "audit", description = "Who changed what, and who was refused"),
         (name = "system", description = "Probes of the server itself"),
     ),
+    // A dry run with `probe=true` answers this instead of the document.
+    components(schemas(super::DryRunResult)),
     modifiers(&ParameterRules, &Security, &Examples),
 )]
 pub struct ApiDoc;

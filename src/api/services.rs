@@ -1,36 +1,28 @@
 //! `/api/v1/.../external-services`: register, read, replace, delete and list.
 
-use std::time::Duration;
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::domain::{
-    FieldError, LabelSelector, Policies, Registration, ServiceSpec, ValidationErrors,
-    check_ingress_hosts, cidrs,
+    FieldError, LabelSelector, Policies, Registration, ValidationErrors, check_ingress_hosts, cidrs,
 };
-use crate::probe::{Dialer, probe_once};
-use crate::resource::{
-    ExternalServiceDocument, ExternalServiceList, ServiceHealth, WaitFor, unmet,
-};
-use crate::store::{Commit, ListQuery, Precondition, Store, StoredService, WriteOutcome};
+use crate::probe::Dialer;
+use crate::resource::{ExternalServiceDocument, ExternalServiceList};
+use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
 
 use super::audit::Generations;
 use super::body::read_document;
 use super::caller::{Authenticated, InNamespace, ServicePath};
-use super::events::{Feed, Scope};
+use super::dry_run::{DryRun, Mode, WriteParams, answer};
+use super::events::Feed;
 use super::paging::{decode_continue, finish_page, limit};
+use super::wait::{WaitParams, wait_for};
 use super::{ApiError, Problem};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
-/// How long a wait lasts unless it says, and at most.
-const DEFAULT_WAIT: Duration = Duration::from_secs(60);
-const MAX_WAIT: Duration = Duration::from_secs(300);
-/// How long the probes of a dry run may take together.
-const DRY_RUN_PROBE_BUDGET: Duration = Duration::from_secs(15);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -82,7 +74,7 @@ fn etag(service: &StoredService) -> String {
     format!("\"{}\"", service.resource_version)
 }
 
-fn respond(
+pub(super) fn respond(
     mut response: actix_web::HttpResponseBuilder,
     service: StoredService,
     generations: Generations,
@@ -91,110 +83,6 @@ fn respond(
     let mut response = response.json(service.into_document());
     response.extensions_mut().insert(generations);
     response
-}
-
-/// `?dryRun=true` (and `probe=true` with it): do everything a write does but keep it.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WriteParams {
-    /// `true`: validate, authorize and answer with the document as it would be stored
-    /// (defaults filled in, the generation it would have, no `resourceVersion`), writing
-    /// nothing. The audit log records the attempt as `dry-run`.
-    #[serde(rename = "dryRun")]
-    #[param(rename = "dryRun", value_type = Option<bool>)]
-    dry_run: Option<String>,
-    /// With `dryRun=true` on a create or replace: also run every check once on every
-    /// address (the address policy applies; 15 s at most) and answer with the results.
-    #[param(value_type = Option<bool>)]
-    probe: Option<String>,
-}
-
-/// What a write was asked to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Write,
-    DryRun,
-    DryRunAndProbe,
-}
-
-/// Marks a dry run's response, for the audit log.
-#[derive(Debug, Clone, Copy)]
-pub struct DryRun;
-
-fn flag(parameter: &'static str, value: Option<&str>) -> Result<bool, ApiError> {
-    match value {
-        None | Some("false") => Ok(false),
-        // kubectl's spelling.
-        Some("true" | "All") => Ok(true),
-        Some(_) => Err(ApiError::BadParameter {
-            parameter,
-            detail: "must be true or false".to_owned(),
-        }),
-    }
-}
-
-impl WriteParams {
-    fn mode(&self, probes: bool) -> Result<Mode, ApiError> {
-        let dry_run = flag("dryRun", self.dry_run.as_deref())?;
-        let probe = flag("probe", self.probe.as_deref())?;
-        match (dry_run, probe) {
-            (false, false) => Ok(Mode::Write),
-            (true, false) => Ok(Mode::DryRun),
-            (true, true) if probes => Ok(Mode::DryRunAndProbe),
-            (_, true) => Err(ApiError::BadParameter {
-                parameter: "probe",
-                detail: if probes {
-                    "probe=true needs dryRun=true: a real write is probed by the probe engine"
-                        .to_owned()
-                } else {
-                    "a delete has nothing to probe".to_owned()
-                },
-            }),
-        }
-    }
-
-    fn commit(mode: Mode) -> Commit {
-        match mode {
-            Mode::Write => Commit::Yes,
-            Mode::DryRun | Mode::DryRunAndProbe => Commit::DryRun,
-        }
-    }
-}
-
-/// The document of a dry run and what probing its addresses found.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct DryRunResult {
-    pub document: ExternalServiceDocument,
-    /// One probe of every check on every address.
-    pub probe: ServiceHealth,
-}
-
-/// The answer to a write, or to its dry run: no `resourceVersion` or ETag (none was
-/// made), and with `probe`, the results of probing the document's addresses once.
-async fn answer(
-    response: actix_web::HttpResponseBuilder,
-    service: StoredService,
-    generations: Generations,
-    (mode, registration): (Mode, &Registration),
-    dialer: &Dialer,
-) -> Result<HttpResponse, ApiError> {
-    if mode == Mode::Write {
-        return Ok(respond(response, service, generations));
-    }
-    let mut response = response;
-    let mut document = service.into_document();
-    document.metadata.resource_version = None;
-    let mut answer = match mode {
-        Mode::DryRunAndProbe => {
-            let spec = ServiceSpec::parse(registration.spec()).map_err(ApiError::Invalid)?;
-            let probe = probe_once(registration.key(), &spec, dialer, DRY_RUN_PROBE_BUDGET).await;
-            response.json(DryRunResult { document, probe })
-        }
-        Mode::Write | Mode::DryRun => response.json(document),
-    };
-    answer.extensions_mut().insert(generations);
-    answer.extensions_mut().insert(DryRun);
-    Ok(answer)
 }
 
 /// The document as a registration, if it is valid and within the policies, with the
@@ -351,165 +239,6 @@ pub async fn get_service(
         return Ok(respond(HttpResponse::Ok(), service, Generations::default()));
     };
     wait_for(&path.namespace, &path.name, wait, &store, &feed).await
-}
-
-/// A wait asked of `GET`: what for, how long, how many addresses.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct WaitParams {
-    /// Answer only once the service is `synced` (in the cluster and reconciled at its
-    /// current generation), `ready` (synced, and every address ready, or `minReady`), or
-    /// `deleted` (204). If the timeout passes first: 408 with why.
-    #[serde(rename = "waitFor")]
-    #[param(rename = "waitFor", value_type = Option<WaitFor>)]
-    wait_for: Option<String>,
-    /// How long to wait: seconds, or a duration like `90s`, `2m` (default 60 s, at most 5 minutes).
-    #[param(value_type = Option<String>, example = "60s")]
-    timeout: Option<String>,
-    /// With `waitFor=ready`: the ready addresses that suffice (default: all).
-    #[serde(rename = "minReady")]
-    #[param(rename = "minReady", value_type = Option<u32>)]
-    min_ready: Option<String>,
-}
-
-/// A parsed wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Wait {
-    condition: WaitFor,
-    timeout: Duration,
-    min_ready: Option<u32>,
-}
-
-impl WaitParams {
-    fn parse(&self) -> Result<Option<Wait>, ApiError> {
-        let Some(condition) = &self.wait_for else {
-            if self.timeout.is_some() || self.min_ready.is_some() {
-                return Err(ApiError::BadParameter {
-                    parameter: "waitFor",
-                    detail: "timeout and minReady go with waitFor".to_owned(),
-                });
-            }
-            return Ok(None);
-        };
-        let condition = WaitFor::parse(condition).ok_or_else(|| ApiError::BadParameter {
-            parameter: "waitFor",
-            detail: "must be ready, synced or deleted".to_owned(),
-        })?;
-        let timeout = match &self.timeout {
-            None => DEFAULT_WAIT,
-            Some(text) => parse_duration(text)
-                .filter(|t| *t <= MAX_WAIT)
-                .ok_or_else(|| ApiError::BadParameter {
-                    parameter: "timeout",
-                    detail: "must be a duration of at most 5 minutes, like 30, 90s or 2m"
-                        .to_owned(),
-                })?,
-        };
-        let min_ready = match &self.min_ready {
-            None => None,
-            Some(_) if condition != WaitFor::Ready => {
-                return Err(ApiError::BadParameter {
-                    parameter: "minReady",
-                    detail: "goes with waitFor=ready".to_owned(),
-                });
-            }
-            Some(text) => Some(text.parse::<u32>().map_err(|_| ApiError::BadParameter {
-                parameter: "minReady",
-                detail: "must be a whole number of addresses".to_owned(),
-            })?),
-        };
-        Ok(Some(Wait {
-            condition,
-            timeout,
-            min_ready,
-        }))
-    }
-}
-
-/// `90`, `90s`, `2m`, `1m30s`, `500ms`: a duration as kubectl's `--timeout` takes it.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let (number, tail) = rest.split_at(digits);
-        let number: u64 = number.parse().ok()?;
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_end);
-        total += match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.checked_mul(60)?),
-            "h" => Duration::from_secs(number.checked_mul(3600)?),
-            _ => return None,
-        };
-        rest = tail;
-    }
-    (!text.is_empty()).then_some(total)
-}
-
-/// Answers the moment `namespace/name` meets the wait's condition: every event of the
-/// service wakes the wait to look again. 408 when the timeout passes (or the server
-/// stops) first.
-async fn wait_for(
-    namespace: &str,
-    name: &str,
-    wait: Wait,
-    store: &Store,
-    feed: &Feed,
-) -> Result<HttpResponse, ApiError> {
-    let scope = Scope {
-        namespace: namespace.to_owned(),
-        name: Some(name.to_owned()),
-    };
-    // Subscribed before the first look, so that no change between them goes unseen.
-    let mut events = feed.subscribe(scope, None).await?;
-    let deadline = tokio::time::Instant::now() + wait.timeout;
-    loop {
-        let current = store
-            .find_service(namespace, name)
-            .await
-            .map_err(ApiError::Store)?;
-        let current = match (current, wait.condition) {
-            (None, WaitFor::Deleted) => return Ok(HttpResponse::NoContent().finish()),
-            (None, _) => {
-                return Err(ApiError::from_store(
-                    crate::store::StoreError::NotFound,
-                    namespace,
-                    name,
-                ));
-            }
-            (Some(service), condition) => {
-                let document = service.clone().into_document();
-                let reasons = unmet(&document, condition, wait.min_ready);
-                if reasons.is_empty() {
-                    return Ok(respond(HttpResponse::Ok(), service, Generations::default()));
-                }
-                (document, reasons)
-            }
-        };
-        let woken = tokio::select! {
-            () = tokio::time::sleep_until(deadline) => None,
-            next = events.next() => next.map_err(ApiError::Store)?,
-        };
-        if woken.is_none() {
-            let (document, reasons) = current;
-            return Err(ApiError::WaitTimedOut {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                condition: wait.condition.as_str(),
-                timeout: wait.timeout,
-                unmet: reasons,
-                current: Box::new(document),
-            });
-        }
-    }
 }
 
 /// Create or replace an external service

@@ -1,6 +1,6 @@
 //! Maintenance windows as the controller applies them: an address in a window is
 //! published not ready, with the reason, until the window ends. The leader keeps a copy
-//! of the table, reloaded whenever an event commits (and every few seconds), wakes the
+//! of the table, reloaded whenever a window changes (and every few seconds), wakes the
 //! services whose windows changed, and deletes windows whose time has passed.
 
 use std::collections::HashMap;
@@ -117,7 +117,7 @@ pub async fn keep(
     let mut listener = None;
     loop {
         if listener.is_none() {
-            listener = store.listen_for_events().await.ok();
+            listener = store.listen_for_maintenance().await.ok();
         }
         if let Err(error) = store.expire_maintenance().await {
             tracing::warn!(error = %crate::telemetry::chain(&error), "could not end maintenance windows that are over");

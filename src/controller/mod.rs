@@ -473,10 +473,9 @@ async fn reconcile(cr: Arc<ExternalService>, context: Arc<Context>) -> Result<Ac
         None if names.is_empty() => None,
         None => Some(context.resolver.refresh()),
     };
-    Ok(match (delay, window_ends) {
-        (None, None) => Action::await_change(),
-        (Some(delay), None) | (None, Some(delay)) => Action::requeue(delay),
-        (Some(a), Some(b)) => Action::requeue(a.min(b)),
+    Ok(match delay.into_iter().chain(window_ends).min() {
+        Some(delay) => Action::requeue(delay),
+        None => Action::await_change(),
     })
 }
 

@@ -10,6 +10,8 @@ use super::{Store, StoreError};
 
 /// Channel the events trigger notifies when events commit.
 const EVENTS_CHANNEL: &str = "extsvc_events";
+/// Channel the maintenance trigger notifies when windows change.
+const MAINTENANCE_CHANNEL: &str = "extsvc_maintenance";
 
 /// Where an event stands: events are read in (transaction, id) order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,11 +113,20 @@ impl StoredWindow {
 impl Store {
     /// A connection that hears about events as soon as they commit.
     pub async fn listen_for_events(&self) -> Result<PgListener, StoreError> {
+        self.listen(EVENTS_CHANNEL).await
+    }
+
+    /// A connection that hears about maintenance windows as soon as they change.
+    pub async fn listen_for_maintenance(&self) -> Result<PgListener, StoreError> {
+        self.listen(MAINTENANCE_CHANNEL).await
+    }
+
+    async fn listen(&self, channel: &str) -> Result<PgListener, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool)
             .await
             .map_err(StoreError::Connect)?;
         listener
-            .listen(EVENTS_CHANNEL)
+            .listen(channel)
             .await
             .map_err(StoreError::Connect)?;
         Ok(listener)

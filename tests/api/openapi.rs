@@ -66,10 +66,9 @@ async fn swagger_ui_renders_every_operation_in_headless_chromium() {
         assert!(dom.contains(operation), "Swagger UI shows no {operation}");
     }
     let rendered = dom.matches("opblock-summary-method").count();
-    let document: Value = serde_json::from_str(
-        &extsvc::api::ApiDoc::to_pretty_json().expect("the document"),
-    )
-    .expect("JSON");
+    let document: Value =
+        serde_json::from_str(&extsvc::api::ApiDoc::to_pretty_json().expect("the document"))
+            .expect("JSON");
     let operations: usize = document["paths"]
         .as_object()
         .expect("paths")

@@ -68,6 +68,31 @@ fn rows() -> Vec<(&'static str, &'static str, [u16; 18])> {
             row([200, 404, 200, 200, 200]),
         ),
         ("get", "/api/v1/health", row([200; 5])),
+        (
+            "get",
+            "/api/v1/namespaces/{namespace}/external-services/{name}/events",
+            row([200, 404, 200, 200, 200]),
+        ),
+        (
+            "get",
+            "/api/v1/namespaces/{namespace}/events",
+            row([200, 403, 200, 200, 200]),
+        ),
+        (
+            "get",
+            "/api/v1/namespaces/{namespace}/external-services/{name}/maintenance",
+            row([200, 404, 200, 200, 200]),
+        ),
+        (
+            "post",
+            "/api/v1/namespaces/{namespace}/external-services/{name}/maintenance",
+            row([403, 404, 200, 200, 200]),
+        ),
+        (
+            "delete",
+            "/api/v1/namespaces/{namespace}/external-services/{name}/maintenance",
+            row([403, 404, 200, 200, 200]),
+        ),
         ("post", "/api/v1/teams", row([403, 403, 403, 403, 201])),
         ("get", "/api/v1/teams", row([200; 5])),
         (
@@ -279,6 +304,12 @@ impl World {
             ("put", "/api/v1/teams/{team}") => Some(
                 json!({"namespaces": [self.op.namespace], "ingressHosts": ["pay.example.com"]}),
             ),
+            ("post", "/api/v1/namespaces/{namespace}/external-services/{name}/maintenance") => {
+                let until = chrono::Utc::now() + chrono::Duration::hours(1);
+                Some(
+                    json!({"addresses": ["192.0.2.10"], "reason": "matrix", "until": until.to_rfc3339()}),
+                )
+            }
             ("post", "/api/v1/teams/{team}/tokens") => {
                 Some(json!({"name": "ci", "scopes": ["read"], "expiresInSeconds": 3600}))
             }

@@ -1,0 +1,179 @@
+//! Waits: `GET .../{name}?waitFor=ready|synced|deleted` answers the moment the condition
+//! holds, woken by every event of the service on whichever replica holds the request.
+
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::resource::{WaitFor, unmet};
+use crate::store::Store;
+
+use super::ApiError;
+use super::audit::Generations;
+use super::events::{Feed, Scope};
+use super::services::respond;
+
+/// How long a wait lasts unless it says, and at most.
+const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// A wait asked of `GET`: what for, how long, how many addresses.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WaitParams {
+    /// Answer only once the service is `synced` (in the cluster and reconciled at its
+    /// current generation), `ready` (synced, and every address ready, or `minReady`), or
+    /// `deleted` (204). If the timeout passes first: 408 with why.
+    #[serde(rename = "waitFor")]
+    #[param(rename = "waitFor", value_type = Option<WaitFor>)]
+    wait_for: Option<String>,
+    /// How long to wait: seconds, or a duration like `90s`, `2m` (default 60 s, at most 5 minutes).
+    #[param(value_type = Option<String>, example = "60s")]
+    timeout: Option<String>,
+    /// With `waitFor=ready`: the ready addresses that suffice (default: all).
+    #[serde(rename = "minReady")]
+    #[param(rename = "minReady", value_type = Option<u32>)]
+    min_ready: Option<String>,
+}
+
+/// A parsed wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wait {
+    condition: WaitFor,
+    timeout: Duration,
+    min_ready: Option<u32>,
+}
+
+impl WaitParams {
+    pub fn parse(&self) -> Result<Option<Wait>, ApiError> {
+        let Some(condition) = &self.wait_for else {
+            if self.timeout.is_some() || self.min_ready.is_some() {
+                return Err(ApiError::BadParameter {
+                    parameter: "waitFor",
+                    detail: "timeout and minReady go with waitFor".to_owned(),
+                });
+            }
+            return Ok(None);
+        };
+        let condition = WaitFor::parse(condition).ok_or_else(|| ApiError::BadParameter {
+            parameter: "waitFor",
+            detail: "must be ready, synced or deleted".to_owned(),
+        })?;
+        let timeout = match &self.timeout {
+            None => DEFAULT_WAIT,
+            Some(text) => parse_duration(text)
+                .filter(|t| *t <= MAX_WAIT)
+                .ok_or_else(|| ApiError::BadParameter {
+                    parameter: "timeout",
+                    detail: "must be a duration of at most 5 minutes, like 30, 90s or 2m"
+                        .to_owned(),
+                })?,
+        };
+        let min_ready = match &self.min_ready {
+            None => None,
+            Some(_) if condition != WaitFor::Ready => {
+                return Err(ApiError::BadParameter {
+                    parameter: "minReady",
+                    detail: "goes with waitFor=ready".to_owned(),
+                });
+            }
+            Some(text) => Some(text.parse::<u32>().map_err(|_| ApiError::BadParameter {
+                parameter: "minReady",
+                detail: "must be a whole number of addresses".to_owned(),
+            })?),
+        };
+        Ok(Some(Wait {
+            condition,
+            timeout,
+            min_ready,
+        }))
+    }
+}
+
+/// `90`, `90s`, `2m`, `1m30s`, `500ms`: a duration as kubectl's `--timeout` takes it.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let (number, tail) = rest.split_at(digits);
+        let number: u64 = number.parse().ok()?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        total += match unit {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.checked_mul(60)?),
+            "h" => Duration::from_secs(number.checked_mul(3600)?),
+            _ => return None,
+        };
+        rest = tail;
+    }
+    (!text.is_empty()).then_some(total)
+}
+
+/// Answers the moment `namespace/name` meets the wait's condition: every event of the
+/// service wakes the wait to look again. 408 when the timeout passes (or the server
+/// stops) first.
+pub async fn wait_for(
+    namespace: &str,
+    name: &str,
+    wait: Wait,
+    store: &Store,
+    feed: &Feed,
+) -> Result<HttpResponse, ApiError> {
+    let scope = Scope {
+        namespace: namespace.to_owned(),
+        name: Some(name.to_owned()),
+    };
+    // Subscribed before the first look, so that no change between them goes unseen.
+    let mut events = feed.subscribe(scope, None).await?;
+    let deadline = tokio::time::Instant::now() + wait.timeout;
+    loop {
+        let current = store
+            .find_service(namespace, name)
+            .await
+            .map_err(ApiError::Store)?;
+        let current = match (current, wait.condition) {
+            (None, WaitFor::Deleted) => return Ok(HttpResponse::NoContent().finish()),
+            (None, _) => {
+                return Err(ApiError::from_store(
+                    crate::store::StoreError::NotFound,
+                    namespace,
+                    name,
+                ));
+            }
+            (Some(service), condition) => {
+                let document = service.clone().into_document();
+                let reasons = unmet(&document, condition, wait.min_ready);
+                if reasons.is_empty() {
+                    return Ok(respond(HttpResponse::Ok(), service, Generations::default()));
+                }
+                (document, reasons)
+            }
+        };
+        let woken = tokio::select! {
+            () = tokio::time::sleep_until(deadline) => None,
+            next = events.next() => next.map_err(ApiError::Store)?,
+        };
+        if woken.is_none() {
+            let (document, reasons) = current;
+            return Err(ApiError::WaitTimedOut {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                condition: wait.condition.as_str(),
+                timeout: wait.timeout,
+                unmet: reasons,
+                current: Box::new(document),
+            });
+        }
+    }
+}
