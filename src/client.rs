@@ -56,6 +56,24 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// Whether asking again may well succeed: no answer, or the server busy or
+    /// unavailable for now.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Send { .. } => true,
+            Self::Problem { status, .. } => matches!(
+                *status,
+                StatusCode::TOO_MANY_REQUESTS
+                    | StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ),
+            _ => false,
+        }
+    }
+}
+
 fn seconds(duration: Duration) -> String {
     format!("{}s", duration.as_secs())
 }
@@ -70,6 +88,15 @@ fn fields(errors: &[(String, String)]) -> String {
         .map(|(at, detail)| format!("\n  {at}: {detail}"))
         .collect()
 }
+
+/// How long a connection may take, and a request (but a wait, which lasts its poll, and
+/// an event stream, which lasts).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a wait's poll may run past the time it asked the server for.
+const POLL_GRACE: Duration = Duration::from_secs(30);
+/// How long a wait pauses before it asks again after the server was unreachable or busy.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// What `apply` did (or, in a dry run, would do) to one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +136,10 @@ impl Client {
         Self {
             server: server.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -127,7 +157,16 @@ impl Client {
         body: Option<&Value>,
         if_match: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
-        let mut request = self.http.request(method, &url);
+        let request = self.http.request(method, &url).timeout(REQUEST_TIMEOUT);
+        self.send_request(request, body, if_match).await
+    }
+
+    async fn send_request(
+        &self,
+        mut request: reqwest::RequestBuilder,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<reqwest::Response, ClientError> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token.expose_secret());
         }
@@ -307,7 +346,8 @@ impl Client {
             .map_err(|_| ClientError::BadUrl {
                 url: self.server.clone(),
             })?;
-            match self.send(Method::GET, url.into(), None, None).await {
+            let request = self.http.get(url).timeout(this_poll + POLL_GRACE);
+            match self.send_request(request, None, None).await {
                 Ok(response) if response.status() == StatusCode::NO_CONTENT => return Ok(None),
                 Ok(response) => return Self::decode(response).await.map(Some),
                 Err(ClientError::Problem {
@@ -325,6 +365,13 @@ impl Client {
                         });
                     }
                     progress(&unmet);
+                }
+                // A replica restarting during a rolling deploy, a proxy without upstream:
+                // asked again until the deadline.
+                Err(error) if error.is_transient() && tokio::time::Instant::now() < deadline => {
+                    progress(&[format!("{}; retrying", crate::telemetry::chain(&error))]);
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    tokio::time::sleep(left.min(RETRY_PAUSE)).await;
                 }
                 Err(error) => return Err(error),
             }
@@ -372,9 +419,10 @@ impl Client {
         Self::decode(self.send(Method::DELETE, url.into(), None, None).await?).await
     }
 
-    /// The events of `namespace/name`: with `follow`, from now on until the stream
-    /// breaks; without, every event the server still keeps, then [`StreamItem::End`].
-    /// Each is handed to `each` as it arrives.
+    /// The events of `namespace/name`: with `follow`, from now on (reconnecting with the
+    /// last id when the server ends the stream, as it does every ten minutes); without,
+    /// every event the server still keeps, then [`StreamItem::End`]. Each is handed to
+    /// `each` as it arrives.
     pub async fn events(
         &self,
         namespace: &str,
@@ -383,35 +431,52 @@ impl Client {
         mut each: impl FnMut(StreamItem),
     ) -> Result<(), ClientError> {
         let base = format!("{}/events", self.item_url(namespace, name));
-        let params: &[(&str, &str)] = if follow {
-            &[]
-        } else {
-            &[("lastEventId", "0-0"), ("follow", "false")]
-        };
-        let url = reqwest::Url::parse_with_params(&base, params)
-            .map_err(|_| ClientError::BadUrl { url: base.clone() })?;
-        let mut response = self.send(Method::GET, url.into(), None, None).await?;
-        let mut buffer = String::new();
+        let mut last: Option<String> = None;
         loop {
-            let chunk = response.chunk().await.map_err(|source| ClientError::Send {
-                url: self.server.clone(),
-                source: source.without_url(),
-            })?;
-            let Some(chunk) = chunk else {
+            let mut params: Vec<(&str, &str)> = Vec::new();
+            match (&last, follow) {
+                (Some(id), _) => params.push(("lastEventId", id)),
+                (None, false) => params.push(("lastEventId", "0-0")),
+                (None, true) => {}
+            }
+            if !follow {
+                params.push(("follow", "false"));
+            }
+            let url = reqwest::Url::parse_with_params(&base, &params)
+                .map_err(|_| ClientError::BadUrl { url: base.clone() })?;
+            let request = self.http.get(url);
+            let mut response = self.send_request(request, None, None).await?;
+            let mut buffer: Vec<u8> = Vec::new();
+            loop {
+                let chunk = response.chunk().await.map_err(|source| ClientError::Send {
+                    url: self.server.clone(),
+                    source: source.without_url(),
+                })?;
+                let Some(chunk) = chunk else {
+                    break;
+                };
+                buffer.extend_from_slice(&chunk);
+                // A frame ends with a blank line; one that grows past 1 MiB is no event.
+                while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = buffer.drain(..end + 2).collect();
+                    let frame = String::from_utf8_lossy(&frame);
+                    let data: String = frame
+                        .lines()
+                        .filter_map(|line| line.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect();
+                    if let Ok(event) = serde_json::from_str::<ServiceEvent>(&data) {
+                        last = Some(event.id.clone());
+                        each(StreamItem::Event(event));
+                    }
+                }
+                if buffer.len() > MAX_FRAME {
+                    buffer.clear();
+                }
+            }
+            if !follow {
                 each(StreamItem::End);
                 return Ok(());
-            };
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let frame: String = buffer.drain(..end + 2).collect();
-                let data: String = frame
-                    .lines()
-                    .filter_map(|line| line.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if let Ok(event) = serde_json::from_str::<ServiceEvent>(&data) {
-                    each(StreamItem::Event(event));
-                }
             }
         }
     }
@@ -460,6 +525,9 @@ impl Client {
         }
     }
 }
+
+/// The most a frame of an event stream may hold.
+const MAX_FRAME: usize = 1024 * 1024;
 
 /// Whether two versions of a document say the same (a dry run's has no resource version
 /// to compare).

@@ -120,17 +120,17 @@ impl Application {
         let background = CancellationToken::new();
         let background_store = database.store(1);
         let feed = api::Feed::start(
-            database.store(2),
+            (database.store(2), database.store(2)),
             settings.max_watches,
             chrono::Duration::minutes(i64::from(settings.event_retention_minutes)),
             background.clone(),
         )
         .await
         .map_err(StartupError::OpenStore)?;
-        let dialer = web::Data::new(Dialer {
+        let probing = web::Data::new(api::Probing::new(Dialer {
             tls: Tls::from_system_roots().map_err(StartupError::ProbeTls)?,
             policy: Arc::new(policies.addresses.clone()),
-        });
+        }));
         tokio::spawn(keep_team_exceptions(
             background_store.clone(),
             policies.addresses.clone(),
@@ -167,7 +167,7 @@ impl Application {
                 .app_data(api_metrics.clone())
                 .app_data(liveness.clone())
                 .app_data(web::Data::new(feed.clone()))
-                .app_data(dialer.clone())
+                .app_data(probing.clone())
                 .configure(api::configure)
                 .default_service(web::to(api::no_route))
         })

@@ -19,6 +19,24 @@ use super::services::respond;
 
 /// How long the probes of a dry run may take together.
 const PROBE_BUDGET: Duration = Duration::from_secs(15);
+/// Dry runs probing at once, per replica, and how long one waits for its turn.
+const PROBING_AT_ONCE: usize = 4;
+const TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// How dry runs probe: the way to backends, and a few turns to share.
+pub struct Probing {
+    dialer: Dialer,
+    turns: tokio::sync::Semaphore,
+}
+
+impl Probing {
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            dialer,
+            turns: tokio::sync::Semaphore::new(PROBING_AT_ONCE),
+        }
+    }
+}
 
 /// `?dryRun=true` (and `probe=true` with it): do everything a write does but keep it.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -103,7 +121,7 @@ pub async fn answer(
     service: StoredService,
     generations: Generations,
     (mode, registration): (Mode, &Registration),
-    dialer: &Dialer,
+    probing: &Probing,
 ) -> Result<HttpResponse, ApiError> {
     if mode == Mode::Write {
         return Ok(respond(response, service, generations));
@@ -114,7 +132,16 @@ pub async fn answer(
     let mut answer = match mode {
         Mode::DryRunAndProbe => {
             let spec = ServiceSpec::parse(registration.spec()).map_err(ApiError::Invalid)?;
-            let probe = probe_once(registration.key(), &spec, dialer, PROBE_BUDGET).await;
+            let busy = || {
+                ApiError::Unavailable(
+                    "every turn to probe a dry run is taken; try again shortly".to_owned(),
+                )
+            };
+            let _turn = tokio::time::timeout(TURN_WAIT, probing.turns.acquire())
+                .await
+                .map_err(|_| busy())?
+                .map_err(|_| busy())?;
+            let probe = probe_once(registration.key(), &spec, &probing.dialer, PROBE_BUDGET).await;
             response.json(DryRunResult { document, probe })
         }
         Mode::Write | Mode::DryRun => response.json(document),

@@ -34,6 +34,15 @@ const BATCH: i64 = 500;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How often events older than the retention are dropped.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
+/// Replays reading the table at once, per replica: more wait their turn, so that they
+/// never take the connections the reader of new events needs.
+const REPLAYS_AT_ONCE: usize = 2;
+/// A stream ends after this; clients reconnect with `Last-Event-ID` (EventSource does so
+/// by itself), which authenticates them again: a revoked token stops receiving.
+const STREAM_LIFETIME: Duration = Duration::from_secs(600);
+/// The longest the reader waits between reads while newer events wait for an older
+/// transaction (it starts at `HELD_BACK_RETRY` and doubles).
+const MAX_HELD_BACK_RETRY: Duration = Duration::from_secs(1);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -56,15 +65,17 @@ pub struct Feed {
     position: watch::Receiver<Position>,
     /// One permit per open stream or long poll.
     watches: Arc<Semaphore>,
-    store: Store,
+    /// Replays read the table with connections of their own, a few at once.
+    replays: Store,
+    replaying: Arc<Semaphore>,
     shutdown: CancellationToken,
 }
 
 impl Feed {
-    /// Starts reading events recorded from now on; runs until `shutdown`. Events older
-    /// than `retention` are dropped along the way.
+    /// Starts reading events recorded from now on with `store`; runs until `shutdown`.
+    /// Events older than `retention` are dropped along the way. Replays use `replays`.
     pub async fn start(
-        store: Store,
+        (store, replays): (Store, Store),
         max_watches: usize,
         retention: chrono::Duration,
         shutdown: CancellationToken,
@@ -83,7 +94,8 @@ impl Feed {
             sender,
             position,
             watches: Arc::new(Semaphore::new(max_watches)),
-            store,
+            replays,
+            replaying: Arc::new(Semaphore::new(REPLAYS_AT_ONCE)),
             shutdown,
         })
     }
@@ -105,21 +117,16 @@ impl Feed {
         // Subscribed before the position is read, so that every event after it arrives.
         let receiver = self.sender.subscribe();
         let now = *self.position.borrow();
-        let mut subscription = Subscription {
+        Ok(Subscription {
             receiver,
-            floor: now,
+            // A client that saw more than this replica has read yet gets nothing twice.
+            floor: after.map_or(now, |after| after.max(now)),
             backlog: VecDeque::new(),
+            replay: after.filter(|after| *after < now).map(|after| (after, now)),
             scope,
             feed: self.clone(),
             _permit: permit,
-        };
-        if let Some(after) = after {
-            subscription
-                .catch_up(after.min(now), now)
-                .await
-                .map_err(ApiError::Store)?;
-        }
-        Ok(subscription)
+        })
     }
 
     /// Cancelled when the server stops: streams and waits end then.
@@ -137,6 +144,7 @@ async fn listen(
 ) {
     let mut listener = None;
     let mut last = *position.borrow();
+    let mut held_back_retry = HELD_BACK_RETRY;
     loop {
         if listener.is_none() {
             match store.listen_for_events().await {
@@ -168,9 +176,14 @@ async fn listen(
                 }
             }
         }
+        // Held back by a transaction that is still running: look again soon, then less
+        // and less often while it runs on.
         let pause = if held_back {
-            HELD_BACK_RETRY
+            let pause = held_back_retry;
+            held_back_retry = (held_back_retry * 2).min(MAX_HELD_BACK_RETRY);
+            pause
         } else {
+            held_back_retry = HELD_BACK_RETRY;
             POLL_EVERY
         };
         tokio::select! {
@@ -229,19 +242,23 @@ impl Scope {
 /// The events of one scope, in order, each once.
 pub struct Subscription {
     receiver: broadcast::Receiver<Arc<StoredEvent>>,
-    /// Events at or before this came, or will come, from the backlog.
+    /// Events at or before this came, or will come, from the table.
     floor: Position,
     backlog: VecDeque<StoredEvent>,
+    /// Events still to read from the table, a page at a time: after the first position,
+    /// up to the second.
+    replay: Option<(Position, Position)>,
     scope: Scope,
     feed: Feed,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Subscription {
-    /// The next event; `None` once the server stops.
+    /// The next event; `None` once the server stops. Cancelling it loses nothing: what is
+    /// still to replay stays marked until a page of it is read.
     pub async fn next(&mut self) -> Result<Option<StoredEvent>, StoreError> {
         loop {
-            if let Some(event) = self.backlog.pop_front() {
+            if let Some(event) = self.replayed().await? {
                 return Ok(Some(event));
             }
             let received = tokio::select! {
@@ -257,33 +274,40 @@ impl Subscription {
                 // Fell behind the fan-out: what it skipped is in the table.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let now = *self.feed.position.borrow();
-                    self.catch_up(self.floor, now).await?;
+                    if self.floor < now {
+                        self.replay = Some((self.floor, now));
+                        self.floor = now;
+                    }
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
         }
     }
 
-    /// Queues the scope's events after `after` up to `upto` from the table.
-    async fn catch_up(&mut self, mut after: Position, upto: Position) -> Result<(), StoreError> {
-        let (namespace, name) = (&self.scope.namespace, self.scope.name.as_deref());
+    /// The next event of the replay, a page read from the table when the last is used up;
+    /// `None` once the replay is done.
+    pub async fn replayed(&mut self) -> Result<Option<StoredEvent>, StoreError> {
         loop {
-            let events = self
-                .feed
-                .store
-                .replay_events(namespace, name, after, upto, BATCH)
-                .await?;
-            let full = events.len() as i64 == BATCH;
-            if let Some(last) = events.last() {
-                after = last.position;
+            if let Some(event) = self.backlog.pop_front() {
+                return Ok(Some(event));
             }
-            self.backlog.extend(events);
-            if !full {
-                break;
-            }
+            let Some((after, upto)) = self.replay else {
+                return Ok(None);
+            };
+            let page = {
+                let _turn = self.feed.replaying.acquire().await;
+                let (namespace, name) = (&self.scope.namespace, self.scope.name.as_deref());
+                self.feed
+                    .replays
+                    .replay_events(namespace, name, after, upto, BATCH)
+                    .await?
+            };
+            self.replay = match page.last() {
+                Some(last) if page.len() as i64 == BATCH => Some((last.position, upto)),
+                _ => None,
+            };
+            self.backlog.extend(page);
         }
-        self.floor = self.floor.max(upto);
-        Ok(())
     }
 }
 
@@ -341,8 +365,9 @@ fn frame(event: &ServiceEvent) -> Bytes {
 }
 
 /// The stream of a subscription: events, and a comment now and then while it is quiet.
-/// Without `follow`, it ends after what it replays.
+/// Without `follow`, it ends after what it replays; with it, after [`STREAM_LIFETIME`].
 fn stream(subscription: Subscription, follow: bool) -> HttpResponse {
+    let ends = tokio::time::Instant::now() + STREAM_LIFETIME;
     let body = futures::stream::unfold(
         (subscription, true),
         move |(mut subscription, first)| async move {
@@ -354,8 +379,17 @@ fn stream(subscription: Subscription, follow: bool) -> HttpResponse {
                 ));
             }
             if !follow {
-                let event = subscription.backlog.pop_front()?;
+                let event = match subscription.replayed().await {
+                    Ok(event) => event?,
+                    Err(error) => {
+                        tracing::warn!(error = %crate::telemetry::chain(&error), "events: a replay failed; ending it");
+                        return None;
+                    }
+                };
                 return Some((Ok(frame(&event.event)), (subscription, false)));
+            }
+            if tokio::time::Instant::now() >= ends {
+                return None;
             }
             let next = tokio::time::timeout(KEEPALIVE, subscription.next()).await;
             let chunk = match next {

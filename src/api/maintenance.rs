@@ -140,6 +140,7 @@ pub struct EndParams {
     ),
     responses(
         (status = 200, description = "The windows still in force", body = MaintenanceList),
+        (status = 400, description = "An `address` that is no address", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such service, or no window on `address`", body = Problem, content_type = "application/problem+json"),
     )
 )]

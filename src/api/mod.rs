@@ -18,7 +18,7 @@ mod wait;
 
 pub use audit::{REQUEST_ID, middleware as audit_middleware, prune as prune_audit};
 pub use body::MAX_BODY_BYTES;
-pub use dry_run::DryRunResult;
+pub use dry_run::{DryRunResult, Probing};
 pub use events::Feed;
 pub use openapi::ApiDoc;
 pub use problem::{ApiError, PROBLEM_JSON, Problem, ProblemField};

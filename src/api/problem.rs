@@ -123,7 +123,7 @@ pub enum ApiError {
         condition: &'static str,
         timeout: std::time::Duration,
         unmet: Vec<String>,
-        current: Box<ExternalServiceDocument>,
+        current: Option<Box<ExternalServiceDocument>>,
     },
     #[error("no such route")]
     NoRoute,
@@ -248,7 +248,7 @@ impl ApiError {
             other => other.to_string(),
         };
         let (unmet, current) = match self {
-            Self::WaitTimedOut { unmet, current, .. } => (unmet.clone(), Some(current.clone())),
+            Self::WaitTimedOut { unmet, current, .. } => (unmet.clone(), current.clone()),
             _ => (Vec::new(), None),
         };
         Problem {

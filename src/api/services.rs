@@ -8,14 +8,13 @@ use utoipa::IntoParams;
 use crate::domain::{
     FieldError, LabelSelector, Policies, Registration, ValidationErrors, check_ingress_hosts, cidrs,
 };
-use crate::probe::Dialer;
 use crate::resource::{ExternalServiceDocument, ExternalServiceList};
 use crate::store::{ListQuery, Precondition, Store, StoredService, WriteOutcome};
 
 use super::audit::Generations;
 use super::body::read_document;
 use super::caller::{Authenticated, InNamespace, ServicePath};
-use super::dry_run::{DryRun, Mode, WriteParams, answer};
+use super::dry_run::{DryRun, Mode, Probing, WriteParams, answer};
 use super::events::Feed;
 use super::paging::{decode_continue, finish_page, limit};
 use super::wait::{WaitParams, wait_for};
@@ -177,7 +176,7 @@ pub async fn register_service(
     store: web::Data<Store>,
     served: web::Data<Served>,
     policies: web::Data<Policies>,
-    dialer: web::Data<Dialer>,
+    probing: web::Data<Probing>,
 ) -> Result<HttpResponse, ApiError> {
     let namespace = path.namespace;
     path.caller
@@ -200,7 +199,7 @@ pub async fn register_service(
         created,
         generations,
         (mode, &registration),
-        &dialer,
+        &probing,
     )
     .await
 }
@@ -280,7 +279,7 @@ pub async fn replace_service(
     store: web::Data<Store>,
     served: web::Data<Served>,
     policies: web::Data<Policies>,
-    dialer: web::Data<Dialer>,
+    probing: web::Data<Probing>,
 ) -> Result<HttpResponse, ApiError> {
     path.writable()?;
     let mode = params.mode(true)?;
@@ -314,7 +313,7 @@ pub async fn replace_service(
         stored.service,
         generations,
         (mode, &registration),
-        &dialer,
+        &probing,
     )
     .await
 }

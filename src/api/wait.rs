@@ -108,21 +108,27 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_end);
-        total += match unit {
+        let part = match unit {
             "ms" => Duration::from_millis(number),
             "s" => Duration::from_secs(number),
             "m" => Duration::from_secs(number.checked_mul(60)?),
             "h" => Duration::from_secs(number.checked_mul(3600)?),
             _ => return None,
         };
+        total = total.checked_add(part)?;
         rest = tail;
     }
     (!text.is_empty()).then_some(total)
 }
 
+/// How often a wait looks again without an event: events are the way it learns, this
+/// only bounds how long a stalled feed can keep it from answering.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// Answers the moment `namespace/name` meets the wait's condition: every event of the
 /// service wakes the wait to look again. 408 when the timeout passes (or the server
-/// stops) first.
+/// stops) first. `deleted` holds once the registration is gone and the cluster has
+/// deleted its `ExternalService` too.
 pub async fn wait_for(
     namespace: &str,
     name: &str,
@@ -142,8 +148,17 @@ pub async fn wait_for(
             .find_service(namespace, name)
             .await
             .map_err(ApiError::Store)?;
-        let current = match (current, wait.condition) {
-            (None, WaitFor::Deleted) => return Ok(HttpResponse::NoContent().finish()),
+        let (document, reasons) = match (current, wait.condition) {
+            (None, WaitFor::Deleted) => {
+                if !store
+                    .pending_change(namespace, name)
+                    .await
+                    .map_err(ApiError::Store)?
+                {
+                    return Ok(HttpResponse::NoContent().finish());
+                }
+                (None, vec!["the cluster has yet to delete it".to_owned()])
+            }
             (None, _) => {
                 return Err(ApiError::from_store(
                     crate::store::StoreError::NotFound,
@@ -157,23 +172,41 @@ pub async fn wait_for(
                 if reasons.is_empty() {
                     return Ok(respond(HttpResponse::Ok(), service, Generations::default()));
                 }
-                (document, reasons)
+                (Some(Box::new(document)), reasons)
             }
         };
-        let woken = tokio::select! {
-            () = tokio::time::sleep_until(deadline) => None,
-            next = events.next() => next.map_err(ApiError::Store)?,
+        let timed_out = tokio::select! {
+            () = tokio::time::sleep_until(deadline) => true,
+            () = tokio::time::sleep(RECHECK) => false,
+            next = events.next() => next.map_err(ApiError::Store)?.is_none(),
         };
-        if woken.is_none() {
-            let (document, reasons) = current;
+        if timed_out {
             return Err(ApiError::WaitTimedOut {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
                 condition: wait.condition.as_str(),
                 timeout: wait.timeout,
                 unmet: reasons,
-                current: Box::new(document),
+                current: document,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_kubectl_writes_them_and_never_overflow() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration("10x"), None);
+        assert_eq!(parse_duration("18446744073709551615s1s"), None);
+        assert_eq!(parse_duration("18446744073709551615h"), None);
     }
 }

@@ -426,8 +426,11 @@ pub async fn run(command: ClientCommand) -> Result<(), CliError> {
                     if addresses.is_empty() {
                         return Err(CliError::NoAddresses);
                     }
-                    let until = chrono::Utc::now()
-                        + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+                    // The server refuses a window over 30 days; so far it must only add up.
+                    let until = chrono::Duration::from_std(duration)
+                        .ok()
+                        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
                     let request = MaintenanceRequest {
                         addresses,
                         reason,
@@ -588,6 +591,16 @@ async fn apply(
         let paths: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(CliError::NoDocuments {
             paths: paths.join(", "),
+        });
+    }
+    // Every document is checked for a name before any is applied.
+    if let Some(unnamed) = documents
+        .iter()
+        .find(|d| !d.value["metadata"]["name"].is_string())
+    {
+        return Err(CliError::Unnamed {
+            path: unnamed.path.clone(),
+            index: unnamed.index,
         });
     }
     let (mut failed, mut first_code, mut not_ready) = (0, None, Vec::new());

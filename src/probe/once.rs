@@ -20,6 +20,10 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 const AT_ONCE: usize = 32;
 /// IPs of one DNS name probed, at most.
 const IPS_PER_NAME: usize = 16;
+/// Addresses probed, at most (as many as a service publishes); the rest are reported.
+const MAX_ADDRESSES: usize = 1000;
+/// DNS names looked up at once.
+const LOOKUPS_AT_ONCE: usize = 8;
 
 /// Probes every check of `spec` once on every address its namespace may use, within
 /// `budget` overall: a probe that has not started when it runs out reports so.
@@ -33,12 +37,23 @@ pub async fn probe_once(
     let namespace = key.namespace.as_ref();
     let mut addresses: Vec<AddressHealth> = Vec::new();
     let mut probed: Vec<(IpAddr, Option<crate::domain::DnsSubdomain>, _)> = Vec::new();
-    for endpoint in spec.endpoints() {
-        let (ips, name) = match &endpoint.address {
-            Address::Ip(ip) => (Ok(vec![*ip]), None),
-            Address::Dns(name) => (lookup(name.as_ref()).await, Some(name.clone())),
-        };
-        let ips = match ips {
+    let mut skipped = 0;
+    // Every name is looked up side by side, within the same budget as the probes.
+    let lookups: Vec<_> = futures::stream::iter(spec.endpoints())
+        .map(|endpoint| async move {
+            let found = match &endpoint.address {
+                Address::Ip(ip) => Ok(vec![*ip]),
+                Address::Dns(name) => tokio::time::timeout_at(deadline, lookup(name.as_ref()))
+                    .await
+                    .unwrap_or_else(|_| Err("not resolved: the dry run's time ran out".to_owned())),
+            };
+            (endpoint, found)
+        })
+        .buffered(LOOKUPS_AT_ONCE)
+        .collect()
+        .await;
+    for (endpoint, found) in lookups {
+        let ips = match found {
             Ok(ips) if !ips.is_empty() => ips,
             other => {
                 let why = other
@@ -48,12 +63,26 @@ pub async fn probe_once(
                 continue;
             }
         };
+        let name = match &endpoint.address {
+            Address::Dns(name) => Some(name.clone()),
+            Address::Ip(_) => None,
+        };
         for ip in ips.into_iter().take(IPS_PER_NAME) {
+            if probed.len() >= MAX_ADDRESSES {
+                skipped += 1;
+                continue;
+            }
             match dialer.policy.check_in(namespace, ip) {
                 Ok(()) => probed.push((ip, name.clone(), endpoint.ports.clone())),
                 Err(why) => addresses.push(unprobed(&ip.to_string(), format!("not probed: {why}"))),
             }
         }
+    }
+    if skipped > 0 {
+        addresses.push(unprobed(
+            &format!("{skipped} more"),
+            format!("not probed: a dry run probes {MAX_ADDRESSES} addresses at most"),
+        ));
     }
     let targets = probe_targets(
         spec,

@@ -18,7 +18,7 @@ pub struct ServiceEvent {
     /// `Registered`, `SpecChanged`, `Mirrored`, `MirrorFailed`, `Reconciled`,
     /// `NameConflict`, `ReconcileFailed`, `AddressReady`, `AddressNotReady`,
     /// `AddressRemoved`, `CheckReady`, `CheckNotReady`, `MaintenanceStarted`,
-    /// `MaintenanceEnded` or `Deleted`.
+    /// `MaintenanceEnded`, `Deleted` or `RemovedFromCluster`.
     #[serde(rename = "type")]
     #[schema(example = "AddressReady")]
     pub type_: String,

@@ -104,6 +104,18 @@ impl Store {
         .map_err(StoreError::ReadOutbox)
     }
 
+    /// Whether a change of `namespace/name` has yet to reach the cluster.
+    pub async fn pending_change(&self, namespace: &str, name: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT FROM outbox WHERE namespace = $1 AND name = $2) AS "pending!""#,
+            namespace,
+            name
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::ReadOutbox)
+    }
+
     /// Drops the outbox rows of a change once the cluster has it.
     pub async fn forget_change(&self, change: &Change) -> Result<(), StoreError> {
         sqlx::query!(

@@ -807,9 +807,26 @@ async fn a_wait_for_deleted_answers_204_once_the_service_is_gone() {
         app.delete("payments", "billing-db").await.status(),
         StatusCode::OK
     );
+    // Deleted here, not yet in the cluster: the outbox still holds the delete. (No
+    // mirror runs beside this server; the test drains the outbox as the mirror would.)
+    let still: Value = json_of(
+        app.get(&format!(
+            "{}?waitFor=deleted&timeout=1s",
+            app.item("payments", "billing-db")
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(still["status"], 408, "{still}");
+    assert_eq!(still["unmet"], json!(["the cluster has yet to delete it"]));
+    assert!(!wait.is_finished(), "waiting for the cluster");
+    sqlx::query("DELETE FROM outbox")
+        .execute(&mut connect(&app).await)
+        .await
+        .expect("the outbox drained");
     let response = timeout(DEADLINE, wait)
         .await
-        .expect("the wait answers soon after the delete")
+        .expect("the wait answers soon after the cluster's delete")
         .expect("the wait task");
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.bytes().await.unwrap().is_empty());
@@ -1068,12 +1085,18 @@ async fn every_replica_streams_what_was_written_through_another() {
         first.delete("payments", "billing-db").await.status(),
         StatusCode::OK
     );
+    // The cluster's delete, as the mirror records it.
+    sqlx::query("DELETE FROM outbox")
+        .execute(&mut connect(&first).await)
+        .await
+        .expect("the outbox drained");
     let response = timeout(DEADLINE, wait)
         .await
         .expect("the wait answers soon after the delete")
         .expect("the wait task");
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(stream.next().await.kind, "Deleted");
+    assert_eq!(stream.next().await.kind, "RemovedFromCluster");
 }
 
 #[tokio::test]
@@ -1411,4 +1434,52 @@ async fn a_transaction_in_another_database_holds_no_stream_back() {
     // Within the stream's deadline, with the other transaction still open.
     assert_eq!(stream.next().await.kind, "MaintenanceStarted");
     open.rollback().await.expect("a rollback");
+}
+
+/// A replay longer than a page of the table arrives whole and in order, read a page at
+/// a time (a stream holds one page in memory, not the whole replay).
+#[tokio::test]
+async fn a_replay_longer_than_a_page_arrives_whole_and_in_order() {
+    let app = spawn_app().await;
+    app.register("payments", "billing-db").await;
+    // 1,200 changes in one transaction: one transaction id, 1,200 event ids.
+    sqlx::query(
+        "DO $$ BEGIN FOR i IN 1..1200 LOOP
+             UPDATE external_services SET generation = generation + 1 WHERE name = 'billing-db';
+         END LOOP; END $$",
+    )
+    .execute(&mut connect(&app).await)
+    .await
+    .expect("1,200 changes");
+    let url = format!(
+        "{}?lastEventId=0-0&follow=false",
+        events_of(&app, "payments", "billing-db")
+    );
+    // The replay reaches as far as the replica has read: wait until it has read them all.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let body = timeout(DEADLINE, app.get(&url))
+            .await
+            .expect("the replay answers")
+            .text()
+            .await
+            .expect("the replay ends");
+        let generations: Vec<i64> = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .map(|data| serde_json::from_str::<Value>(data).expect("JSON"))
+            .filter(|event| event["type"] == "SpecChanged")
+            .map(|event| event["generation"].as_i64().expect("a generation"))
+            .collect();
+        if generations.len() == 1200 {
+            assert_eq!(generations, (2..=1201).collect::<Vec<i64>>());
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 1,200 replayed",
+            generations.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
