@@ -1399,6 +1399,25 @@ async fn a_viewer_may_read_maintenance_but_not_start_or_end_it() {
         count(&app, "SELECT count(*) FROM maintenance_windows").await,
         0
     );
+
+    // A dry run is authorized as the write it stands for, before any work.
+    let dry = format!("{}?dryRun=true", app.collection("payments"));
+    let refused = viewer
+        .post(&dry)
+        .json(&document("from-viewer"))
+        .send()
+        .await
+        .unwrap();
+    problem(refused, StatusCode::FORBIDDEN).await;
+    let refused = viewer
+        .delete(format!(
+            "{}?dryRun=true",
+            app.item("payments", "billing-db")
+        ))
+        .send()
+        .await
+        .unwrap();
+    problem(refused, StatusCode::FORBIDDEN).await;
 }
 
 /// Events wait for the transactions of this database that may still add one before
