@@ -128,11 +128,6 @@ impl Feed {
             _permit: permit,
         })
     }
-
-    /// Cancelled when the server stops: streams and waits end then.
-    pub fn stopping(&self) -> &CancellationToken {
-        &self.shutdown
-    }
 }
 
 /// Reads final events in order and hands each to every subscriber.
@@ -286,7 +281,7 @@ impl Subscription {
 
     /// The next event of the replay, a page read from the table when the last is used up;
     /// `None` once the replay is done.
-    pub async fn replayed(&mut self) -> Result<Option<StoredEvent>, StoreError> {
+    async fn replayed(&mut self) -> Result<Option<StoredEvent>, StoreError> {
         loop {
             if let Some(event) = self.backlog.pop_front() {
                 return Ok(Some(event));

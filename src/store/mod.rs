@@ -3,12 +3,14 @@
 mod audit;
 mod events;
 mod health;
+mod maintenance;
 mod mirror;
 mod services;
 mod teams;
 
 pub use audit::{AuditQuery, AuditRecord, NewAuditRecord};
-pub use events::{EventBatch, Position, StoredEvent, StoredWindow};
+pub use events::{EventBatch, Position, StoredEvent};
+pub use maintenance::StoredWindow;
 pub use mirror::{Change, ClusterService};
 pub use services::{Commit, ListQuery, Precondition, Stored, StoredService, WriteOutcome};
 pub use teams::{NewToken, StoredTeam, StoredToken, TeamSpec, TokenGrant};
