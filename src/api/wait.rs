@@ -168,7 +168,7 @@ pub async fn wait_for(
             }
             (Some(service), condition) => {
                 let document = service.clone().into_document();
-                let reasons = unmet(&document, condition, wait.min_ready);
+                let reasons = unmet(&document, condition, wait.min_ready, None);
                 if reasons.is_empty() {
                     return Ok(respond(HttpResponse::Ok(), service, Generations::default()));
                 }
@@ -181,6 +181,17 @@ pub async fn wait_for(
             next = events.next() => next.map_err(ApiError::Store)?.is_none(),
         };
         if timed_out {
+            // What the checks found says why an address is not ready; read once, here.
+            let reasons = match (&document, wait.condition) {
+                (Some(document), WaitFor::Ready) => {
+                    let health = store
+                        .health(namespace, name)
+                        .await
+                        .map_err(ApiError::Store)?;
+                    unmet(document, WaitFor::Ready, wait.min_ready, health.as_ref())
+                }
+                _ => reasons,
+            };
             return Err(ApiError::WaitTimedOut {
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ExternalServiceDocument, Origin};
+use super::{ExternalServiceDocument, HealthState, Origin, ServiceHealth};
 
 /// What to wait for.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
@@ -37,11 +37,13 @@ impl WaitFor {
 }
 
 /// Why `document` does not meet `condition` yet, one reason a line; empty when it does.
-/// `min_ready` is the addresses `ready` needs, all of them when `None`.
+/// `min_ready` is the addresses `ready` needs, all of them when `None`. With `health`,
+/// an address that is not ready says what its checks found.
 pub fn unmet(
     document: &ExternalServiceDocument,
     condition: WaitFor,
     min_ready: Option<u32>,
+    health: Option<&ServiceHealth>,
 ) -> Vec<String> {
     let generation = document.metadata.generation.unwrap_or_default();
     let Some(status) = &document.status else {
@@ -85,12 +87,36 @@ pub fn unmet(
                 "{ready} of {total} addresses ready, {wanted} wanted"
             ));
             for address in cluster.addresses.iter().filter(|a| !a.ready) {
-                let why = address.message.as_deref().unwrap_or("not ready");
+                let why = address
+                    .message
+                    .clone()
+                    .or_else(|| health.and_then(|h| checks_found(h, &address.address)))
+                    .unwrap_or_else(|| "not ready".to_owned());
                 reasons.push(format!("{}: {why}", address.address));
             }
         }
     }
     reasons
+}
+
+/// What the checks of `address` found that keeps it from being ready: each failing
+/// check's last error, or that none has been probed yet.
+fn checks_found(health: &ServiceHealth, address: &str) -> Option<String> {
+    let checks = &health
+        .addresses
+        .iter()
+        .find(|a| a.address == address)?
+        .checks;
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| c.state != HealthState::Ready)
+        .map(|c| match (&c.last_error, c.state) {
+            (Some(error), _) => format!("{}: {error}", c.name),
+            (None, HealthState::Unknown) => format!("{}: not probed yet", c.name),
+            (None, _) => format!("{}: not ready", c.name),
+        })
+        .collect();
+    (!failing.is_empty()).then(|| failing.join("; "))
 }
 
 #[cfg(test)]
@@ -126,7 +152,7 @@ mod tests {
     fn synced_needs_the_current_generation_mirrored_and_reconciled() {
         let not_mirrored = document(json!({"origin": "api", "mirroredGeneration": 1}));
         assert_eq!(
-            unmet(&not_mirrored, WaitFor::Synced, None),
+            unmet(&not_mirrored, WaitFor::Synced, None, None),
             [
                 "generation 2 is not in the cluster yet",
                 "the controller has not reconciled generation 2 yet"
@@ -134,24 +160,24 @@ mod tests {
         );
         let old = document(reconciled(1, 2, 2));
         assert_eq!(
-            unmet(&old, WaitFor::Synced, None),
+            unmet(&old, WaitFor::Synced, None, None),
             ["the controller has not reconciled generation 2 yet"]
         );
-        assert!(unmet(&document(reconciled(2, 1, 2)), WaitFor::Synced, None).is_empty());
+        assert!(unmet(&document(reconciled(2, 1, 2)), WaitFor::Synced, None, None).is_empty());
     }
 
     #[test]
     fn ready_needs_every_address_or_the_minimum_asked() {
         let half = document(reconciled(2, 1, 2));
         assert_eq!(
-            unmet(&half, WaitFor::Ready, None),
+            unmet(&half, WaitFor::Ready, None, None),
             [
                 "1 of 2 addresses ready, 2 wanted",
                 "192.0.2.2: maintenance: kernel upgrade"
             ]
         );
-        assert!(unmet(&half, WaitFor::Ready, Some(1)).is_empty());
-        assert!(unmet(&document(reconciled(2, 2, 2)), WaitFor::Ready, None).is_empty());
+        assert!(unmet(&half, WaitFor::Ready, Some(1), None).is_empty());
+        assert!(unmet(&document(reconciled(2, 2, 2)), WaitFor::Ready, None, None).is_empty());
     }
 
     #[test]
@@ -159,8 +185,39 @@ mod tests {
         let mut status = reconciled(2, 0, 0);
         status["conditions"][0] = json!({"type": "Reconciled", "status": "False", "reason": "NameConflict", "message": "Service ns/db is not ours", "lastTransitionTime": "2026-12-01T00:00:00Z"});
         assert_eq!(
-            unmet(&document(status), WaitFor::Synced, None),
+            unmet(&document(status), WaitFor::Synced, None, None),
             ["not reconciled: NameConflict: Service ns/db is not ours"]
+        );
+    }
+
+    #[test]
+    fn an_address_not_ready_says_what_its_checks_found() {
+        let mut status = reconciled(2, 1, 3);
+        status["addresses"] = json!([
+            {"address": "192.0.2.1", "ready": true},
+            {"address": "192.0.2.2", "ready": false},
+            {"address": "192.0.2.3", "ready": false}
+        ]);
+        let health: ServiceHealth = serde_json::from_value(json!({
+            "namespace": "ns", "name": "db", "readyAddresses": 1, "totalAddresses": 3,
+            "addresses": [
+                {"address": "192.0.2.2", "state": "notReady", "checks": [
+                    {"name": "web", "port": 443, "state": "notReady", "lastError": "connection refused", "consecutiveSuccesses": 0, "consecutiveFailures": 3},
+                    {"name": "tcp", "port": 5432, "state": "ready", "consecutiveSuccesses": 3, "consecutiveFailures": 0}
+                ]},
+                {"address": "192.0.2.3", "state": "unknown", "checks": [
+                    {"name": "web", "port": 443, "state": "unknown", "consecutiveSuccesses": 0, "consecutiveFailures": 0}
+                ]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            unmet(&document(status), WaitFor::Ready, None, Some(&health)),
+            [
+                "1 of 3 addresses ready, 3 wanted",
+                "192.0.2.2: web: connection refused",
+                "192.0.2.3: web: not probed yet"
+            ]
         );
     }
 }

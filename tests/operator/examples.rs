@@ -261,11 +261,16 @@ async fn the_script_exits_7_saying_why_when_the_service_is_not_ready_in_time() {
             .contains(&format!("{subject} configured (or unchanged)\n")),
         "{again}"
     );
+    // Why the address is not ready: what its check found.
+    let check = again.health()["addresses"][0]["checks"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(
         again.reasons(),
         [
             "0 of 1 addresses ready, 1 wanted".to_owned(),
-            format!("{ip}: not ready")
+            format!("{ip}: {check}: status 503")
         ],
         "{again}"
     );

@@ -78,6 +78,11 @@ async fn wait_returns_soon_after_the_backend_turns_healthy_and_times_out_with_it
     );
     let document = reconciled(&op, "web").await;
     assert_eq!(document["status"]["readyAddresses"], 0);
+    eventually(30, "the check's failure in health", || async {
+        let (_, health) = op.health("web").await;
+        (health["addresses"][0]["checks"][0]["lastError"] == "status 503").then_some(())
+    })
+    .await;
 
     // Not ready within its timeout: the timeout's exit code, after the timeout and not
     // long after.
@@ -92,7 +97,8 @@ async fn wait_returns_soon_after_the_backend_turns_healthy_and_times_out_with_it
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(
         text(&timed_out.stderr).contains("is not ready after 2s")
-            && text(&timed_out.stderr).contains("0 of 1 addresses ready"),
+            && text(&timed_out.stderr).contains("0 of 1 addresses ready")
+            && text(&timed_out.stderr).contains(": up: status 503"),
         "{}",
         text(&timed_out.stderr)
     );
