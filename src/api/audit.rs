@@ -309,23 +309,12 @@ pub async fn prune(
     retention: chrono::Duration,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        loop {
-            match store.prune_audit(Utc::now() - retention).await {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(error) => {
-                    tracing::warn!(error = %crate::telemetry::chain(&error), "could not prune the audit log");
-                    break;
-                }
-            }
-        }
-    }
+    let every = std::time::Duration::from_secs(3600);
+    super::keep_pruning(every, retention, shutdown, "the audit log", |cutoff| {
+        let store = store.clone();
+        async move { store.prune_audit(cutoff).await }
+    })
+    .await;
 }
 
 #[cfg(test)]

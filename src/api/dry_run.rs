@@ -66,22 +66,14 @@ pub enum Mode {
 #[derive(Debug, Clone, Copy)]
 pub struct DryRun;
 
-fn flag(parameter: &'static str, value: Option<&str>) -> Result<bool, ApiError> {
-    match value {
-        None | Some("false") => Ok(false),
-        // kubectl's spelling.
-        Some("true" | "All") => Ok(true),
-        Some(_) => Err(ApiError::BadParameter {
-            parameter,
-            detail: "must be true or false".to_owned(),
-        }),
-    }
-}
-
 impl WriteParams {
     pub fn mode(&self, probes: bool) -> Result<Mode, ApiError> {
-        let dry_run = flag("dryRun", self.dry_run.as_deref())?;
-        let probe = flag("probe", self.probe.as_deref())?;
+        // `All` is kubectl's spelling of true.
+        let dry_run = match self.dry_run.as_deref() {
+            Some("All") => true,
+            other => super::flag("dryRun", other, false)?,
+        };
+        let probe = super::flag("probe", self.probe.as_deref(), false)?;
         match (dry_run, probe) {
             (false, false) => Ok(Mode::Write),
             (true, false) => Ok(Mode::DryRun),

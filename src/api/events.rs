@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use crate::resource::ServiceEvent;
-use crate::store::{Position, Store, StoreError, StoredEvent};
+use crate::store::{Channel, Position, Store, StoreError, StoredEvent};
 
 use super::caller::{InNamespace, ServicePath};
 use super::{ApiError, Problem};
@@ -137,17 +137,12 @@ async fn listen(
     position: watch::Sender<Position>,
     shutdown: CancellationToken,
 ) {
-    let mut listener = None;
+    let mut notifications = store.notifications(Channel::Events);
     let mut last = *position.borrow();
     let mut held_back_retry = HELD_BACK_RETRY;
     loop {
-        if listener.is_none() {
-            match store.listen_for_events().await {
-                Ok(connected) => listener = Some(connected),
-                Err(error) => {
-                    tracing::warn!(error = %crate::telemetry::chain(&error), "events: could not listen for notifications; polling");
-                }
-            }
+        if let Err(error) = notifications.connect().await {
+            tracing::warn!(error = %crate::telemetry::chain(&error), "events: could not listen for notifications; polling");
         }
         let mut held_back = false;
         loop {
@@ -184,15 +179,9 @@ async fn listen(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
-            notified = async {
-                match listener.as_mut() {
-                    Some(listener) => listener.recv().await.map(drop),
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Err(error) = notified {
-                    tracing::warn!(error = %crate::telemetry::chain(&error), "events: lost the notification connection");
-                    listener = None;
+            heard = notifications.next() => {
+                if !heard {
+                    tracing::warn!("events: lost the notification connection");
                 }
             }
         }
@@ -200,23 +189,11 @@ async fn listen(
 }
 
 async fn prune(store: Store, retention: chrono::Duration, shutdown: CancellationToken) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        loop {
-            match store.prune_events(chrono::Utc::now() - retention).await {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(error) => {
-                    tracing::warn!(error = %crate::telemetry::chain(&error), "could not prune events");
-                    break;
-                }
-            }
-        }
-    }
+    super::keep_pruning(PRUNE_EVERY, retention, shutdown, "events", |cutoff| {
+        let store = store.clone();
+        async move { store.prune_events(cutoff).await }
+    })
+    .await;
 }
 
 /// Whose events a subscriber wants.
@@ -321,14 +298,7 @@ pub struct StreamParams {
 
 impl StreamParams {
     fn follow(&self) -> Result<bool, ApiError> {
-        match self.follow.as_deref() {
-            None | Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(_) => Err(ApiError::BadParameter {
-                parameter: "follow",
-                detail: "must be true or false".to_owned(),
-            }),
-        }
+        super::flag("follow", self.follow.as_deref(), true)
     }
 }
 

@@ -56,6 +56,50 @@ pub async fn no_route() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NoRoute)
 }
 
+/// Every `every` until `shutdown`, deletes what is older than `retention` with `prune`,
+/// a batch at a time until a batch deletes nothing.
+async fn keep_pruning<F, Fut>(
+    every: std::time::Duration,
+    retention: chrono::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+    what: &str,
+    prune: F,
+) where
+    F: Fn(chrono::DateTime<chrono::Utc>) -> Fut,
+    Fut: std::future::Future<Output = Result<u64, crate::store::StoreError>>,
+{
+    let mut every = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        loop {
+            match prune(chrono::Utc::now() - retention).await {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(error = %crate::telemetry::chain(&error), "could not prune {what}");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A `true`/`false` query parameter; `default` when it is absent.
+fn flag(parameter: &'static str, value: Option<&str>, default: bool) -> Result<bool, ApiError> {
+    match value {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(ApiError::BadParameter {
+            parameter,
+            detail: "must be true or false".to_owned(),
+        }),
+    }
+}
+
 /// Answers a method a path does not take with 405 and the `Allow` header that RFC 9110
 /// requires, naming the methods it does take.
 fn method_not_allowed(allow: &'static str) -> actix_web::Route {

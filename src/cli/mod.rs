@@ -255,31 +255,36 @@ impl CliError {
     }
 
     fn code(&self) -> u8 {
-        use reqwest::StatusCode;
         match self {
             Self::ReadFile { .. } | Self::NoDocuments { .. } | Self::ParseFile { .. } => 3,
             Self::Unnamed { .. } | Self::NoAddresses => 3,
             Self::Failures { code, .. } => *code,
             Self::NotReady(_) => 9,
             Self::Print(_) => 1,
-            Self::Client(error) => match error {
-                ClientError::Send { .. } | ClientError::BadUrl { .. } => 8,
-                ClientError::TimedOut { .. } => 7,
-                ClientError::Stale { .. } => 6,
-                ClientError::Decode { .. } => 1,
-                ClientError::Problem { status, .. } => match *status {
-                    StatusCode::BAD_REQUEST
-                    | StatusCode::PAYLOAD_TOO_LARGE
-                    | StatusCode::UNSUPPORTED_MEDIA_TYPE
-                    | StatusCode::UNPROCESSABLE_ENTITY => 3,
-                    StatusCode::NOT_FOUND => 4,
-                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => 5,
-                    StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => 6,
-                    StatusCode::REQUEST_TIMEOUT => 7,
-                    _ => 1,
-                },
-            },
+            Self::Client(error) => client_code(error),
         }
+    }
+}
+
+/// The exit code of a client error (see [`EXIT_CODES`]).
+fn client_code(error: &ClientError) -> u8 {
+    use reqwest::StatusCode;
+    match error {
+        ClientError::Send { .. } | ClientError::BadUrl { .. } => 8,
+        ClientError::TimedOut { .. } => 7,
+        ClientError::Stale { .. } => 6,
+        ClientError::Decode { .. } => 1,
+        ClientError::Problem { status, .. } => match *status {
+            StatusCode::BAD_REQUEST
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            | StatusCode::UNPROCESSABLE_ENTITY => 3,
+            StatusCode::NOT_FOUND => 4,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => 5,
+            StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED => 6,
+            StatusCode::REQUEST_TIMEOUT => 7,
+            _ => 1,
+        },
     }
 }
 
@@ -643,11 +648,7 @@ async fn apply(
             }
             Err(error) => {
                 failed += 1;
-                let error = CliError::Client(error);
-                first_code.get_or_insert(error.code());
-                let CliError::Client(error) = error else {
-                    continue;
-                };
+                first_code.get_or_insert(client_code(&error));
                 let subject = format!("{namespace}/{name}");
                 eprintln!("error: {}", document.locate(&subject, error));
             }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{DnsLabel, ServiceKey, ServiceName};
-use crate::store::{Store, StoredWindow};
+use crate::store::{Channel, Store, StoredWindow};
 use crate::sync::lock;
 
 use super::addresses::PublishedAddress;
@@ -114,11 +114,10 @@ pub async fn keep(
     wake: mpsc::UnboundedSender<ServiceKey>,
     shutdown: CancellationToken,
 ) {
-    let mut listener = None;
+    let mut notifications = store.notifications(Channel::Maintenance);
     loop {
-        if listener.is_none() {
-            listener = store.listen_for_maintenance().await.ok();
-        }
+        // Without notifications, the reload every few seconds still keeps up.
+        let _ = notifications.connect().await;
         if let Err(error) = store.expire_maintenance().await {
             tracing::warn!(error = %crate::telemetry::chain(&error), "could not end maintenance windows that are over");
         }
@@ -135,17 +134,7 @@ pub async fn keep(
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(RELOAD_EVERY) => {}
-            notified = async {
-                match listener.as_mut() {
-                    Some(listener) => listener.recv().await.map(drop),
-                    None => std::future::pending().await,
-                }
-            } => {
-                if notified.is_err() {
-                    listener = None;
-                }
-                tokio::time::sleep(SETTLE).await;
-            }
+            _ = notifications.next() => tokio::time::sleep(SETTLE).await,
         }
     }
 }

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Kind, Metrics, Operation};
 use crate::resource::{ExternalService, Origin};
+use crate::store::Channel;
 use crate::store::{Change, ClusterService, Store, StoreError, StoredService};
 use crate::sync::lock;
 
@@ -123,26 +124,15 @@ pub async fn run(
         full_pass: true,
         ..Due::default()
     };
-    let mut listener = None;
+    let mut notifications = mirror.store.notifications(Channel::Outbox);
     let mut poll = tokio::time::interval(POLL);
     let mut full_pass = tokio::time::interval(FULL_PASS);
     let mut cache_ready = false;
 
     loop {
-        if listener.is_none() {
-            listener = mirror
-                .store
-                .listen_for_changes()
-                .await
-                .map_err(|e| log("listen for outbox rows", &e))
-                .ok();
+        if let Err(error) = notifications.connect().await {
+            log("listen for outbox rows", &error);
         }
-        let notified = async {
-            match listener.as_mut() {
-                Some(listener) => listener.recv().await.is_ok(),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = shutdown.cancelled() => return,
             event = events.next() => match event {
@@ -152,12 +142,7 @@ pub async fn run(
                 Some(Err(error)) => log("watch ExternalServices", &error),
                 None => return,
             },
-            healthy = notified => {
-                due.outbox = true;
-                if !healthy {
-                    listener = None;
-                }
-            }
+            _ = notifications.next() => due.outbox = true,
             // The first full list of the cluster's side arrived: start comparing.
             Ok(()) = mirror.cache.wait_until_ready(), if !cache_ready => {}
             _ = poll.tick() => {

@@ -348,7 +348,7 @@ fn checks_of(service: &ServiceState, ip: IpAddr) -> impl Iterator<Item = (&Strin
 }
 
 fn address_state_of(service: &ServiceState, ip: IpAddr) -> HealthState {
-    address_state(checks_of(service, ip).map(|(_, tracked)| &tracked.state))
+    address_state(checks_of(service, ip).map(|(_, tracked)| tracked.state.state))
 }
 
 fn ready_count(service: &ServiceState) -> usize {

@@ -12,6 +12,7 @@ use crate::domain::{Address, ServiceKey, ServiceSpec};
 use crate::resource::{AddressHealth, CheckHealth, HealthState, ProbeResult, ServiceHealth};
 
 use super::check::{self, Dialer};
+use super::state::address_state;
 use super::target::{ProbedAddress, probe_targets};
 
 /// The longest a DNS name may take to resolve.
@@ -141,16 +142,9 @@ pub async fn probe_once(
     }
     for (ip, mut checks) in checks {
         checks.sort_by(|a, b| a.name.cmp(&b.name));
-        let state = if checks.iter().all(|c| c.state == HealthState::Ready) {
-            HealthState::Ready
-        } else if checks.iter().any(|c| c.state == HealthState::NotReady) {
-            HealthState::NotReady
-        } else {
-            HealthState::Unknown
-        };
         addresses.push(AddressHealth {
             address: ip.to_string(),
-            state,
+            state: address_state(checks.iter().map(|c| c.state)),
             message: None,
             checks,
             maintenance: None,

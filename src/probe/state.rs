@@ -98,10 +98,10 @@ impl CheckState {
 }
 
 /// An address's state from its checks: ready when all are, not ready when one is.
-pub fn address_state<'a>(checks: impl IntoIterator<Item = &'a CheckState>) -> HealthState {
+pub fn address_state(checks: impl IntoIterator<Item = HealthState>) -> HealthState {
     let mut state = HealthState::Ready;
     for check in checks {
-        match check.state {
+        match check {
             HealthState::NotReady => return HealthState::NotReady,
             HealthState::Unknown => state = HealthState::Unknown,
             HealthState::Ready => {}
@@ -186,9 +186,9 @@ mod tests {
         let ready = CheckState::new(Some(true));
         let unknown = CheckState::new(None);
         let down = CheckState::new(Some(false));
-        assert_eq!(address_state([&ready, &ready]), R);
-        assert_eq!(address_state([&ready, &unknown]), U);
-        assert_eq!(address_state([&unknown, &down]), N);
+        assert_eq!(address_state([ready.state, ready.state]), R);
+        assert_eq!(address_state([ready.state, unknown.state]), U);
+        assert_eq!(address_state([unknown.state, down.state]), N);
         assert_eq!(address_state([]), R, "no check applies");
     }
 }

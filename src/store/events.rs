@@ -2,16 +2,10 @@
 //! the order they became final.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::postgres::PgListener;
 
 use crate::resource::ServiceEvent;
 
 use super::{Store, StoreError};
-
-/// Channel the events trigger notifies when events commit.
-const EVENTS_CHANNEL: &str = "extsvc_events";
-/// Channel the maintenance trigger notifies when windows change.
-const MAINTENANCE_CHANNEL: &str = "extsvc_maintenance";
 
 /// Where an event stands: events are read in (transaction, id) order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,27 +81,6 @@ impl EventRow {
 }
 
 impl Store {
-    /// A connection that hears about events as soon as they commit.
-    pub async fn listen_for_events(&self) -> Result<PgListener, StoreError> {
-        self.listen(EVENTS_CHANNEL).await
-    }
-
-    /// A connection that hears about maintenance windows as soon as they change.
-    pub async fn listen_for_maintenance(&self) -> Result<PgListener, StoreError> {
-        self.listen(MAINTENANCE_CHANNEL).await
-    }
-
-    async fn listen(&self, channel: &str) -> Result<PgListener, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(StoreError::Connect)?;
-        listener
-            .listen(channel)
-            .await
-            .map_err(StoreError::Connect)?;
-        Ok(listener)
-    }
-
     /// The position of the last final event: a reader starting now starts after it.
     pub async fn last_event_position(&self) -> Result<Position, StoreError> {
         let row = sqlx::query!(

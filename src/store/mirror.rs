@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 
 use crate::resource::{ExternalServiceSpec, ExternalServiceStatus};
@@ -33,9 +32,6 @@ pub struct ClusterService<'a> {
     pub spec: &'a ExternalServiceSpec,
 }
 
-/// Channel the outbox trigger notifies on every change.
-const OUTBOX_CHANNEL: &str = "extsvc_outbox";
-
 impl Store {
     /// The identity of the installation this database belongs to.
     pub async fn installation(&self) -> Result<uuid::Uuid, StoreError> {
@@ -43,18 +39,6 @@ impl Store {
             .fetch_one(&self.pool)
             .await
             .map_err(StoreError::ReadInstallation)
-    }
-
-    /// A connection that hears about outbox rows as soon as they commit.
-    pub async fn listen_for_changes(&self) -> Result<PgListener, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(StoreError::Connect)?;
-        listener
-            .listen(OUTBOX_CHANNEL)
-            .await
-            .map_err(StoreError::Connect)?;
-        Ok(listener)
     }
 
     /// The names with outbox rows due now, oldest first, in one namespace or all. A row

@@ -5,6 +5,7 @@ mod events;
 mod health;
 mod maintenance;
 mod mirror;
+mod notifications;
 mod services;
 mod teams;
 
@@ -12,6 +13,7 @@ pub use audit::{AuditQuery, AuditRecord, NewAuditRecord};
 pub use events::{EventBatch, Position, StoredEvent};
 pub use maintenance::StoredWindow;
 pub use mirror::{Change, ClusterService};
+pub use notifications::{Channel, Notifications};
 pub use services::{Commit, ListQuery, Precondition, Stored, StoredService, WriteOutcome};
 pub use teams::{NewToken, StoredTeam, StoredToken, TeamSpec, TokenGrant};
 
